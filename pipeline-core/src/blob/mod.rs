@@ -1,0 +1,258 @@
+//! The blob-store contract: buckets of keyed objects with a content type. The local
+//! backend keeps them in folders ([`local::LocalBlobStore`]); S3 is another backend.
+
+pub mod local;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{ErrorClass, JobError};
+
+/// The longest key accepted, in bytes (S3's limit).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// What is known of a stored object without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// The object's key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type, as stored or guessed from the key.
+    pub content_type: String,
+    /// `Cache-Control`, when one was stored.
+    pub cache_control: Option<String>,
+}
+
+/// An object read whole.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    /// Its metadata.
+    pub meta: BlobMeta,
+    /// Its bytes.
+    pub body: Bytes,
+}
+
+/// Headers stored with an object.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// MIME type; guessed from the key when absent.
+    pub content_type: Option<String>,
+    /// `Cache-Control` header for the object.
+    pub cache_control: Option<String>,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// No such object (or bucket).
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound {
+        /// The bucket asked for.
+        bucket: String,
+        /// The key asked for.
+        key: String,
+    },
+    /// The object is bigger than the caller allows.
+    #[error("s3://{bucket}/{key} is {size} bytes, more than the {limit}-byte limit")]
+    TooLarge {
+        /// The bucket asked for.
+        bucket: String,
+        /// The key asked for.
+        key: String,
+        /// The object's size.
+        size: u64,
+        /// The caller's limit.
+        limit: u64,
+    },
+    /// A key or bucket name this store refuses.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The offending key or bucket.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Local file-system failure.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A remote service failure; `retryable` says whether trying again may help.
+    #[error("storage service error: {message}")]
+    Service {
+        /// What the service said.
+        message: String,
+        /// Throttling, 5xx, timeouts: yes. Access denied: no.
+        retryable: bool,
+    },
+}
+
+impl BlobError {
+    /// Retry or not.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BlobError::NotFound { .. } | BlobError::TooLarge { .. } | BlobError::InvalidName { .. } => {
+                ErrorClass::Permanent
+            }
+            BlobError::Io { .. } => ErrorClass::Retryable,
+            BlobError::Service { retryable, .. } => {
+                if *retryable {
+                    ErrorClass::Retryable
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+        }
+    }
+}
+
+impl From<BlobError> for JobError {
+    fn from(e: BlobError) -> Self {
+        let code = match &e {
+            BlobError::NotFound { .. } => "SourceMissing",
+            BlobError::TooLarge { .. } => "TooLarge",
+            BlobError::InvalidName { .. } => "InvalidKey",
+            BlobError::Io { .. } => "StorageIo",
+            BlobError::Service { .. } => "StorageService",
+        };
+        JobError { class: e.class(), code: code.into(), message: e.to_string() }
+    }
+}
+
+/// Buckets of objects. Implementations are shared by many tasks and must be cheap to call concurrently.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Reads an object whole, refusing one larger than `max_bytes` before reading it.
+    ///
+    /// # Errors
+    /// [`BlobError::NotFound`], [`BlobError::TooLarge`], or a storage failure.
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Blob, BlobError>;
+
+    /// Reads an object's metadata.
+    ///
+    /// # Errors
+    /// [`BlobError::NotFound`] or a storage failure.
+    async fn head(&self, bucket: &str, key: &str) -> Result<BlobMeta, BlobError>;
+
+    /// Writes an object atomically: readers see the old object or the whole new one.
+    ///
+    /// # Errors
+    /// [`BlobError::InvalidName`] or a storage failure.
+    async fn put(&self, bucket: &str, key: &str, body: Bytes, options: &PutOptions) -> Result<(), BlobError>;
+
+    /// Deletes an object; deleting a missing object succeeds.
+    ///
+    /// # Errors
+    /// A storage failure.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError>;
+
+    /// Lists the objects whose keys start with `prefix`, in key order.
+    ///
+    /// # Errors
+    /// A storage failure.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<BlobMeta>, BlobError>;
+}
+
+/// Checks an object key: non-empty, at most [`MAX_KEY_BYTES`], no leading `/`, no NUL, no `..` segment.
+///
+/// # Errors
+/// [`BlobError::InvalidName`] saying which rule the key breaks.
+pub fn validate_key(key: &str) -> Result<(), BlobError> {
+    let reason = if key.is_empty() {
+        Some("key is empty")
+    } else if key.len() > MAX_KEY_BYTES {
+        Some("key is longer than 1024 bytes")
+    } else if key.starts_with('/') {
+        Some("key starts with '/'")
+    } else if key.contains('\0') {
+        Some("key contains a NUL byte")
+    } else if key.split('/').any(|s| s == "..") {
+        Some("key contains a '..' segment")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(BlobError::InvalidName { name: key.into(), reason }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a bucket name by S3's rules: 3–63 of `a-z 0-9 . -`, starting and ending with a letter or digit.
+///
+/// # Errors
+/// [`BlobError::InvalidName`].
+pub fn validate_bucket(bucket: &str) -> Result<(), BlobError> {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = bucket.as_bytes();
+    let ok = (3..=63).contains(&bytes.len())
+        && bytes.iter().all(|&b| alnum(b) || b == b'.' || b == b'-')
+        && bytes.first().copied().is_some_and(alnum)
+        && bytes.last().copied().is_some_and(alnum)
+        && !bucket.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::InvalidName {
+            name: bucket.into(),
+            reason: "bucket names are 3-63 characters of a-z, 0-9, '.' and '-'",
+        })
+    }
+}
+
+/// A MIME type from a key's extension, for objects stored without one.
+pub fn guess_content_type(key: &str) -> &'static str {
+    let ext = key.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "avif" => "image/avif",
+        "bmp" => "image/bmp",
+        "tif" | "tiff" => "image/tiff",
+        "heic" => "image/heic",
+        "json" => "application/json",
+        "txt" => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        for good in ["a.jpg", "dir/sub/a b.jpg", "..a/b..", "x".repeat(1024).as_str()] {
+            assert!(validate_key(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(1025);
+        for bad in ["", "/abs.jpg", "a/../b", "..", "../x", "a/..", "nul\0.jpg", long.as_str()] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn buckets_are_checked() {
+        for good in ["original", "resized", "my.bucket-1"] {
+            assert!(validate_bucket(good).is_ok(), "{good}");
+        }
+        for bad in ["", "ab", "Upper", "-lead", "trail.", "a..b", "under_score", "../etc"] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let nf = BlobError::NotFound { bucket: "b".into(), key: "k".into() };
+        assert_eq!(JobError::from(nf).code, "SourceMissing");
+        let svc = BlobError::Service { message: "SlowDown".into(), retryable: true };
+        assert!(JobError::from(svc).is_retryable());
+    }
+}

@@ -1,0 +1,222 @@
+//! Contract suites written once and run against every backend: the local ones always,
+//! the AWS ones on the emulator. Each function panics with a message on a broken rule.
+//! Times are in whole seconds because SQS counts visibility and delay in seconds.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::blob::{BlobError, BlobStore, PutOptions};
+use crate::queue::{Queue, QueueError};
+
+const SEC: Duration = Duration::from_secs(1);
+const NO_WAIT: Duration = Duration::ZERO;
+
+async fn drain_ids(q: &dyn Queue) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let got = q.receive(10, NO_WAIT, 30 * SEC).await.unwrap();
+        if got.is_empty() {
+            return bodies;
+        }
+        for m in got {
+            q.delete(&m.receipt).await.unwrap();
+            bodies.push(m.body);
+        }
+    }
+}
+
+/// Send, receive, delete; a deleted message is gone; receipts go stale on delete.
+pub async fn queue_send_receive_delete(q: &dyn Queue) {
+    assert!(q.receive(10, NO_WAIT, 30 * SEC).await.unwrap().is_empty(), "queue must start empty");
+    for i in 0..3 {
+        q.send(&format!("m{i}"), Duration::ZERO).await.unwrap();
+    }
+    let got = q.receive(10, SEC, 30 * SEC).await.unwrap();
+    let mut bodies: Vec<_> = got.iter().map(|m| m.body.clone()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["m0", "m1", "m2"]);
+    assert!(got.iter().all(|m| m.receive_count == 1));
+    for m in &got {
+        q.delete(&m.receipt).await.unwrap();
+    }
+    assert!(matches!(q.delete(&got[0].receipt).await, Err(QueueError::ReceiptInvalid)));
+    assert!(q.receive(10, NO_WAIT, 30 * SEC).await.unwrap().is_empty());
+    assert!(q.receive(11, NO_WAIT, SEC).await.is_err(), "batches over 10 are refused");
+}
+
+/// A received message stays hidden for its visibility timeout, then comes back with a
+/// higher receive count and a new receipt; extending or releasing visibility works.
+pub async fn queue_visibility(q: &dyn Queue) {
+    q.send("v", Duration::ZERO).await.unwrap();
+    let first = q.receive(1, SEC, 2 * SEC).await.unwrap().pop().unwrap();
+    assert!(q.receive(1, NO_WAIT, SEC).await.unwrap().is_empty(), "hidden while in flight");
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.visible, stats.in_flight), (0, 1));
+    let again = q.receive(1, 4 * SEC, SEC).await.unwrap().pop().expect("redelivered after the timeout");
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(again.receive_count, 2);
+    assert_ne!(again.receipt, first.receipt);
+    assert!(matches!(q.delete(&first.receipt).await, Err(QueueError::ReceiptInvalid)), "old receipt is stale");
+
+    // Extend: still hidden past the original timeout.
+    q.change_visibility(&again.receipt, 3 * SEC).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(q.receive(1, NO_WAIT, SEC).await.unwrap().is_empty(), "extension holds");
+    // Release: visible at once.
+    q.change_visibility(&again.receipt, Duration::ZERO).await.unwrap();
+    let third = q.receive(1, SEC, 30 * SEC).await.unwrap().pop().expect("released");
+    assert_eq!(third.receive_count, 3);
+    q.delete(&third.receipt).await.unwrap();
+}
+
+/// A delayed message is invisible until its delay passes; a long poll waits for it.
+pub async fn queue_delay(q: &dyn Queue) {
+    q.send("later", 2 * SEC).await.unwrap();
+    assert!(q.receive(1, NO_WAIT, SEC).await.unwrap().is_empty(), "not before the delay");
+    assert_eq!(q.stats().await.unwrap().delayed, 1);
+    let got = q.receive(1, 5 * SEC, 30 * SEC).await.unwrap();
+    assert_eq!(got.len(), 1, "a long poll returns the message once its delay passes");
+    q.delete(&got[0].receipt).await.unwrap();
+}
+
+/// A long poll returns as soon as a message arrives, not at the end of its wait.
+pub async fn queue_long_poll(q: Arc<dyn Queue>) {
+    let sender = Arc::clone(&q);
+    let send = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sender.send("wake", Duration::ZERO).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let got = q.receive(1, 10 * SEC, 30 * SEC).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(started.elapsed() < 5 * SEC, "long poll returned after {:?}", started.elapsed());
+    q.delete(&got[0].receipt).await.unwrap();
+    send.await.unwrap();
+}
+
+/// With a redrive policy of `max_receive_count`, a message received that many times
+/// without being deleted moves to `dlq` on the next receive.
+pub async fn queue_redrive(q: &dyn Queue, dlq: &dyn Queue, max_receive_count: u32) {
+    q.send("poison", Duration::ZERO).await.unwrap();
+    for n in 1..=max_receive_count {
+        let m = q.receive(1, 3 * SEC, SEC).await.unwrap().pop().unwrap_or_else(|| panic!("delivery {n}"));
+        assert_eq!(m.receive_count, n);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // The next receive moves it rather than delivering it again.
+    let mut moved = Vec::new();
+    for _ in 0..10 {
+        assert!(q.receive(1, SEC, SEC).await.unwrap().is_empty(), "not delivered again");
+        moved = dlq.receive(1, SEC, 30 * SEC).await.unwrap();
+        if !moved.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(moved.len(), 1, "moved to the dead-letter queue");
+    assert_eq!(moved[0].body, "poison");
+    dlq.delete(&moved[0].receipt).await.unwrap();
+}
+
+/// Several consumers (separate connections, as separate processes would have) share a
+/// queue: every message is delivered, none twice while its visibility holds.
+pub async fn queue_concurrent_consumers(producer: Arc<dyn Queue>, consumers: Vec<Arc<dyn Queue>>) {
+    const N: usize = 60;
+    for i in 0..N {
+        producer.send(&format!("job-{i}"), Duration::ZERO).await.unwrap();
+    }
+    let tasks: Vec<_> = consumers
+        .into_iter()
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                loop {
+                    let got = c.receive(3, SEC, 60 * SEC).await.unwrap();
+                    if got.is_empty() {
+                        return seen;
+                    }
+                    for m in got {
+                        c.delete(&m.receipt).await.unwrap();
+                        seen.push(m.body);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), N, "each message delivered exactly once");
+    assert_eq!(unique.len(), N);
+    assert!(drain_ids(producer.as_ref()).await.is_empty());
+}
+
+/// Purge empties the queue.
+pub async fn queue_purge(q: &dyn Queue) {
+    for i in 0..4 {
+        q.send(&format!("p{i}"), Duration::ZERO).await.unwrap();
+    }
+    q.purge().await.unwrap();
+    // SQS purges within seconds; look until it is empty.
+    for _ in 0..20 {
+        if q.stats().await.unwrap() == Default::default() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("queue not empty after purge: {:?}", q.stats().await.unwrap());
+}
+
+/// Put, get, head, list, delete, overwrite, size limits, missing objects and bad keys.
+/// `bucket` must exist and be empty.
+pub async fn blob_store(store: &dyn BlobStore, bucket: &str) {
+    let body = Bytes::from_static(b"\xff\xd8\xff hello");
+    let jpeg = PutOptions { content_type: Some("image/jpeg".into()), cache_control: Some("max-age=60".into()) };
+    store.put(bucket, "dir/a.bin", body.clone(), &jpeg).await.unwrap();
+    let got = store.get(bucket, "dir/a.bin", 1024).await.unwrap();
+    assert_eq!(got.body, body);
+    assert_eq!(got.meta.content_type, "image/jpeg", "content type kept");
+    assert_eq!(got.meta.cache_control.as_deref(), Some("max-age=60"));
+    let head = store.head(bucket, "dir/a.bin").await.unwrap();
+    assert_eq!((head.size, head.key.as_str()), (body.len() as u64, "dir/a.bin"));
+
+    // Without a stored type, one is guessed from the key.
+    store.put(bucket, "b.png", Bytes::from_static(b"png"), &PutOptions::default()).await.unwrap();
+    assert_eq!(store.head(bucket, "b.png").await.unwrap().content_type, "image/png");
+
+    // Overwrite replaces the whole object.
+    store.put(bucket, "b.png", Bytes::from_static(b"png2!"), &PutOptions::default()).await.unwrap();
+    assert_eq!(store.get(bucket, "b.png", 1024).await.unwrap().body.as_ref(), b"png2!");
+
+    let keys: Vec<_> = store.list(bucket, "").await.unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(keys, ["b.png", "dir/a.bin"]);
+    let under: Vec<_> = store.list(bucket, "dir/").await.unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(under, ["dir/a.bin"]);
+
+    assert!(matches!(
+        store.get(bucket, "dir/a.bin", 3).await,
+        Err(BlobError::TooLarge { size, limit: 3, .. }) if size == body.len() as u64
+    ));
+    assert!(matches!(store.get(bucket, "missing.jpg", 1024).await, Err(BlobError::NotFound { .. })));
+    assert!(matches!(store.head(bucket, "missing.jpg").await, Err(BlobError::NotFound { .. })));
+    for bad in ["../escape", "/abs", "a/../b", "nul\0"] {
+        assert!(
+            matches!(
+                store.put(bucket, bad, Bytes::new(), &PutOptions::default()).await,
+                Err(BlobError::InvalidName { .. })
+            ),
+            "{bad:?} refused"
+        );
+    }
+
+    store.delete(bucket, "dir/a.bin").await.unwrap();
+    store.delete(bucket, "dir/a.bin").await.unwrap();
+    assert!(matches!(store.get(bucket, "dir/a.bin", 1024).await, Err(BlobError::NotFound { .. })));
+    store.delete(bucket, "b.png").await.unwrap();
+    assert!(store.list(bucket, "").await.unwrap().is_empty());
+}

@@ -1,0 +1,197 @@
+//! The messages that cross queues, defined once: a [`Job`] for the worker, a
+//! [`Report`] back to the orchestrator. Both are versioned JSON (`"v":1`); a reader
+//! refuses versions it does not know rather than guessing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::JobError;
+use crate::rendition::Rendition;
+
+/// The message version this build writes and reads.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// Why a message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// Not JSON, or not of the message's shape.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A version this build does not speak.
+    #[error("unsupported message version {0} (this build reads v{MESSAGE_VERSION})")]
+    UnsupportedVersion(u32),
+}
+
+/// One image to process: where it is, where its renditions go, and which attempt this is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Message version, always [`MESSAGE_VERSION`].
+    pub v: u32,
+    /// Stable id of the job across attempts.
+    pub job_id: String,
+    /// Bucket holding the original.
+    pub source_bucket: String,
+    /// Key of the original.
+    pub source_key: String,
+    /// Bucket the renditions are written to.
+    pub destination_bucket: String,
+    /// What to produce.
+    pub renditions: Vec<Rendition>,
+    /// 1 for the first attempt, counting up on each retry.
+    pub attempt: u32,
+    /// The Step Functions task token, when a state machine waits for this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+}
+
+impl Job {
+    /// A first attempt of a new job with a fresh time-ordered id.
+    pub fn new(
+        source_bucket: impl Into<String>,
+        source_key: impl Into<String>,
+        destination_bucket: impl Into<String>,
+        renditions: Vec<Rendition>,
+    ) -> Self {
+        Self {
+            v: MESSAGE_VERSION,
+            job_id: uuid::Uuid::now_v7().to_string(),
+            source_bucket: source_bucket.into(),
+            source_key: source_key.into(),
+            destination_bucket: destination_bucket.into(),
+            renditions,
+            attempt: 1,
+            task_token: None,
+        }
+    }
+
+    /// Reads a job message.
+    ///
+    /// # Errors
+    /// [`MessageError`] when the body is not a v1 job.
+    pub fn from_json(body: &str) -> Result<Self, MessageError> {
+        let job: Job = serde_json::from_str(body)?;
+        check_version(job.v)?;
+        Ok(job)
+    }
+
+    /// The message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// One rendition written to the destination bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// The rendition's name.
+    pub rendition: String,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type stored with the object.
+    pub content_type: String,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+/// What a worker tells the orchestrator about one attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Message version, always [`MESSAGE_VERSION`].
+    pub v: u32,
+    /// The job reported on.
+    pub job_id: String,
+    /// The attempt reported on.
+    pub attempt: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: ReportKind,
+}
+
+/// The content of a [`Report`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ReportKind {
+    /// The worker is still busy with the attempt.
+    Heartbeat,
+    /// Every rendition was written.
+    Succeeded {
+        /// The renditions written.
+        outputs: Vec<Output>,
+        /// What the engine read from the source (format, size, camera, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<serde_json::Value>,
+    },
+    /// The attempt failed.
+    Failed {
+        /// Why, and whether it may be retried.
+        error: JobError,
+    },
+}
+
+impl Report {
+    /// A report on `job`'s current attempt.
+    pub fn new(job: &Job, kind: ReportKind) -> Self {
+        Self { v: MESSAGE_VERSION, job_id: job.job_id.clone(), attempt: job.attempt, kind }
+    }
+
+    /// Reads a report message.
+    ///
+    /// # Errors
+    /// [`MessageError`] when the body is not a v1 report.
+    pub fn from_json(body: &str) -> Result<Self, MessageError> {
+        let report: Report = serde_json::from_str(body)?;
+        check_version(report.v)?;
+        Ok(report)
+    }
+
+    /// The message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn check_version(v: u32) -> Result<(), MessageError> {
+    if v == MESSAGE_VERSION { Ok(()) } else { Err(MessageError::UnsupportedVersion(v)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_round_trips_with_camel_case_fields() {
+        let job = Job::new("original", "a/b.jpg", "resized", vec![Rendition::thumbnail()]);
+        let json = job.to_json();
+        assert!(json.contains(r#""v":1"#) && json.contains(r#""sourceKey":"a/b.jpg""#), "{json}");
+        assert!(!json.contains("taskToken"));
+        assert_eq!(Job::from_json(&json).expect("reads back"), job);
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_refused() {
+        let job = Job::new("o", "k", "r", vec![Rendition::thumbnail()]);
+        let v2 = job.to_json().replace(r#""v":1"#, r#""v":2"#);
+        assert!(matches!(Job::from_json(&v2), Err(MessageError::UnsupportedVersion(2))));
+        assert!(matches!(Job::from_json("not json"), Err(MessageError::Malformed(_))));
+        assert!(matches!(Report::from_json(r#"{"v":1}"#), Err(MessageError::Malformed(_))));
+    }
+
+    #[test]
+    fn report_kinds_are_tagged() {
+        let job = Job::new("o", "k", "r", vec![Rendition::thumbnail()]);
+        let failed = Report::new(&job, ReportKind::Failed { error: JobError::permanent("NotAnImage", "text") });
+        let json = failed.to_json();
+        assert!(json.contains(r#""type":"failed""#) && json.contains(r#""class":"permanent""#), "{json}");
+        assert_eq!(Report::from_json(&json).expect("reads back"), failed);
+        let hb = Report::from_json(&format!(r#"{{"v":1,"jobId":"{}","attempt":1,"type":"heartbeat"}}"#, job.job_id));
+        assert_eq!(hb.expect("heartbeat").kind, ReportKind::Heartbeat);
+    }
+}

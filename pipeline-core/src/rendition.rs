@@ -1,0 +1,226 @@
+//! What a job asks the image engine to produce, and where each output goes.
+
+use serde::{Deserialize, Serialize};
+
+/// The most renditions one job may ask for.
+pub const MAX_RENDITIONS: usize = 16;
+/// The largest width or height a rendition may ask for.
+pub const MAX_DIMENSION: u32 = 16_384;
+/// Outputs go under this prefix of the destination bucket.
+pub const OUTPUT_PREFIX: &str = "resized/";
+
+/// How a rendition fits its box.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Scale to fit inside the box, keeping the aspect ratio.
+    #[default]
+    Inside,
+    /// Scale to cover the box, keeping the aspect ratio, and crop the overflow (centred).
+    Cover,
+    /// Stretch to exactly the box, ignoring the aspect ratio.
+    Fill,
+}
+
+/// An output encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JPEG, 4:2:0.
+    #[default]
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP.
+    Webp,
+    /// AVIF.
+    Avif,
+}
+
+impl Format {
+    /// The file extension outputs of this format get.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Avif => "avif",
+        }
+    }
+
+    /// The MIME type outputs of this format are stored with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
+        }
+    }
+}
+
+/// One output a job asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rendition {
+    /// Names the output: `<stem>_<name>.<ext>`. Lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    /// Box width in pixels; absent means "follow the height".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Box height in pixels; absent means "follow the width".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// How the image fits the box.
+    #[serde(default)]
+    pub fit: Fit,
+    /// Output encoding.
+    #[serde(default)]
+    pub format: Format,
+    /// Encoder quality, 1–100 (ignored by lossless formats).
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+    /// Allow scaling up when the source is smaller than the box.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enlarge: bool,
+}
+
+fn default_quality() -> u8 {
+    80
+}
+
+impl Rendition {
+    /// The default rendition: `thumbnail`, longest edge 512, JPEG q80, never enlarged.
+    pub fn thumbnail() -> Self {
+        Self {
+            name: "thumbnail".into(),
+            width: Some(512),
+            height: Some(512),
+            fit: Fit::Inside,
+            format: Format::Jpeg,
+            quality: 80,
+            enlarge: false,
+        }
+    }
+
+    /// Checks the rendition is well formed.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong, fit for an API error message.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!("rendition name {:?} must be 1-32 characters of a-z, 0-9, '-' or '_'", self.name));
+        }
+        for (label, dim) in [("width", self.width), ("height", self.height)] {
+            if let Some(d) = dim {
+                if d == 0 || d > MAX_DIMENSION {
+                    return Err(format!("rendition {:?}: {label} must be between 1 and {MAX_DIMENSION}", self.name));
+                }
+            }
+        }
+        match (self.width, self.height, self.fit) {
+            (None, None, _) => {
+                return Err(format!("rendition {:?} needs a width or a height", self.name));
+            }
+            (Some(_), Some(_), _) | (_, _, Fit::Inside) => {}
+            _ => {
+                return Err(format!("rendition {:?}: fit {:?} needs both width and height", self.name, self.fit));
+            }
+        }
+        if !(1..=100).contains(&self.quality) {
+            return Err(format!("rendition {:?}: quality must be between 1 and 100", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a job's list of renditions: 1 to [`MAX_RENDITIONS`], each valid, names unique.
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn validate_list(list: &[Rendition]) -> Result<(), String> {
+    if list.is_empty() || list.len() > MAX_RENDITIONS {
+        return Err(format!("renditions must list 1 to {MAX_RENDITIONS} entries"));
+    }
+    for (i, r) in list.iter().enumerate() {
+        r.validate()?;
+        if list[..i].iter().any(|o| o.name == r.name) {
+            return Err(format!("rendition name {:?} is used twice", r.name));
+        }
+    }
+    Ok(())
+}
+
+/// Splits a source key into its directory part (with trailing `/`, or empty) and its stem.
+fn dir_and_stem(source_key: &str) -> (&str, &str) {
+    let (dir, file) = match source_key.rfind('/') {
+        Some(i) => source_key.split_at(i + 1),
+        None => ("", source_key),
+    };
+    let stem = match file.rfind('.') {
+        Some(i) if i > 0 => &file[..i],
+        _ => file,
+    };
+    (dir, stem)
+}
+
+/// The key of a rendition's output: `resized/<dir of source>/<stem>_<rendition>.<ext>`.
+///
+/// Deterministic, so a redelivered job rewrites the same keys.
+pub fn output_key(source_key: &str, rendition: &Rendition) -> String {
+    let (dir, stem) = dir_and_stem(source_key);
+    format!("{OUTPUT_PREFIX}{dir}{stem}_{}.{}", rendition.name, rendition.format.extension())
+}
+
+/// The key of the metadata sidecar written beside a job's renditions.
+pub fn sidecar_key(source_key: &str) -> String {
+    let (dir, stem) = dir_and_stem(source_key);
+    format!("{OUTPUT_PREFIX}{dir}{stem}_metadata.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keys_follow_the_seed_project() {
+        let t = Rendition::thumbnail();
+        assert_eq!(output_key("myphoto.jpg", &t), "resized/myphoto_thumbnail.jpg");
+        assert_eq!(output_key("a/b/c.d.png", &t), "resized/a/b/c.d_thumbnail.jpg");
+        assert_eq!(output_key("noext", &t), "resized/noext_thumbnail.jpg");
+        assert_eq!(output_key("dir/.hidden", &t), "resized/dir/.hidden_thumbnail.jpg");
+        assert_eq!(sidecar_key("a/photo.jpg"), "resized/a/photo_metadata.json");
+        let webp = Rendition { name: "w".into(), format: Format::Webp, ..t };
+        assert_eq!(output_key("x.jpg", &webp), "resized/x_w.webp");
+    }
+
+    #[test]
+    fn validation_rejects_bad_renditions() {
+        let ok = Rendition::thumbnail();
+        assert!(ok.validate().is_ok());
+        let cases = [
+            Rendition { name: "Bad Name".into(), ..ok.clone() },
+            Rendition { width: None, height: None, ..ok.clone() },
+            Rendition { width: Some(0), ..ok.clone() },
+            Rendition { width: Some(MAX_DIMENSION + 1), ..ok.clone() },
+            Rendition { quality: 0, ..ok.clone() },
+            Rendition { height: None, fit: Fit::Cover, ..ok.clone() },
+        ];
+        for case in cases {
+            assert!(case.validate().is_err(), "{case:?} should be refused");
+        }
+        assert!(validate_list(&[]).is_err());
+        assert!(validate_list(&[ok.clone(), ok.clone()]).is_err());
+        assert!(validate_list(&[ok]).is_ok());
+    }
+
+    #[test]
+    fn defaults_fill_in_from_json() {
+        let r: Rendition = serde_json::from_str(r#"{"name":"small","width":100}"#).expect("parses");
+        assert_eq!((r.fit, r.format, r.quality, r.height), (Fit::Inside, Format::Jpeg, 80, None));
+        assert!(serde_json::from_str::<Rendition>(r#"{"name":"x","width":1,"bogus":1}"#).is_err());
+    }
+}

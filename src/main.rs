@@ -1,0 +1,2 @@
+//! imgpipe CLI
+fn main() {}
