@@ -7,6 +7,7 @@
 //! - [`rendition`]: what a job asks the image engine to produce.
 //! - [`error`]: the retryable / permanent classification every failure is folded into.
 //! - [`blob`]: the [`BlobStore`](blob::BlobStore) trait, key rules, and the local folder store.
+//! - [`orchestration`]: the [`Orchestrator`](orchestration::Orchestrator) contract and job records.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the SQLite queue.
 //! - [`sqlite`]: the shared SQLite handle the queue and the embedded orchestrator use.
 //! - [`conformance`]: contract suites every backend must pass, written once.
@@ -15,6 +16,7 @@ pub mod blob;
 pub mod conformance;
 pub mod error;
 pub mod message;
+pub mod orchestration;
 pub mod queue;
 pub mod rendition;
 pub mod sqlite;

@@ -1,0 +1,196 @@
+//! What sits on the dead-letter queue, and the operators' tools for it: list, show,
+//! redrive, purge. They work on any [`Queue`], and never lose a message: a scan hides
+//! each message while it looks, then releases what it does not remove.
+
+use std::time::Duration;
+
+use pipeline_core::JobError;
+use pipeline_core::message::{Job, MESSAGE_VERSION};
+use pipeline_core::orchestration::{HistoryEntry, JobRecord};
+use pipeline_core::queue::{Queue, QueueError};
+use pipeline_core::time::{now_ms, rfc3339};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EmbeddedEngine, EngineError};
+
+/// A failed job with the reason and the whole history of its attempts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Message version.
+    pub v: u32,
+    /// The job as last attempted.
+    pub job: Job,
+    /// Why it was given up.
+    pub error: JobError,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Every step, oldest first (empty for a message the queue moved on its own).
+    pub history: Vec<HistoryEntry>,
+    /// When it was dead-lettered, RFC 3339 UTC.
+    pub dead_lettered_at: String,
+}
+
+impl DeadLetter {
+    /// The dead letter for a job record in `DeadLetter`.
+    pub fn from_record(record: &JobRecord) -> Self {
+        let job = Job {
+            v: MESSAGE_VERSION,
+            job_id: record.job_id.clone(),
+            source_bucket: record.source_bucket.clone(),
+            source_key: record.source_key.clone(),
+            destination_bucket: record.destination_bucket.clone(),
+            renditions: record.renditions.clone(),
+            attempt: record.attempts,
+            task_token: None,
+        };
+        let error = record.error.clone().unwrap_or_else(|| JobError::permanent("Unknown", "no reason recorded"));
+        Self {
+            v: MESSAGE_VERSION,
+            job,
+            error,
+            attempts: record.attempts,
+            history: record.history.clone(),
+            dead_lettered_at: rfc3339(now_ms()),
+        }
+    }
+
+    /// Reads a dead-letter-queue message: a dead letter, or a bare job message that the
+    /// jobs queue's redrive policy moved after `receive_count` deliveries.
+    ///
+    /// # Errors
+    /// A sentence saying why the body is not readable.
+    pub fn parse(body: &str, receive_count: u32) -> Result<Self, String> {
+        if let Ok(letter) = serde_json::from_str::<DeadLetter>(body) {
+            return Ok(letter);
+        }
+        let job = Job::from_json(body).map_err(|e| format!("not a dead letter or a job: {e}"))?;
+        Ok(Self {
+            v: MESSAGE_VERSION,
+            attempts: job.attempt,
+            error: JobError::permanent(
+                "MaxReceiveCountExceeded",
+                format!("moved by the jobs queue after {receive_count} deliveries that never completed"),
+            ),
+            job,
+            history: Vec::new(),
+            dead_lettered_at: String::new(),
+        })
+    }
+
+    /// The message body.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// One message on the dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct DlqItem {
+    /// The queue's id for the message.
+    pub message_id: String,
+    /// The body as stored.
+    pub body: String,
+    /// The dead letter, or why the body could not be read.
+    pub letter: Result<DeadLetter, String>,
+    /// Deliveries so far.
+    pub receive_count: u32,
+}
+
+impl DlqItem {
+    /// Whether `id` names this item (its job id or its message id).
+    pub fn matches(&self, id: &str) -> bool {
+        self.message_id == id || self.letter.as_ref().is_ok_and(|l| l.job.job_id == id)
+    }
+}
+
+/// How long a scan hides each message; it releases them as soon as it is done.
+const SCAN_VISIBILITY: Duration = Duration::from_secs(120);
+
+/// Reads every message, lets `remove` pick the ones to delete (after it has dealt with
+/// them), and releases the rest. Returns every item seen and whether it was removed.
+async fn scan<F, Fut>(dlq: &dyn Queue, mut remove: F) -> Result<Vec<(DlqItem, bool)>, EngineError>
+where
+    F: FnMut(DlqItem) -> Fut,
+    Fut: Future<Output = Result<(DlqItem, bool), EngineError>>,
+{
+    let mut held = Vec::new();
+    let mut result = Ok(());
+    loop {
+        let batch = match dlq.receive(10, Duration::ZERO, SCAN_VISIBILITY).await {
+            Ok(b) => b,
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
+        };
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            let letter = DeadLetter::parse(&m.body, m.receive_count);
+            let item = DlqItem { message_id: m.message_id, body: m.body, letter, receive_count: m.receive_count };
+            let (item, removed) = match remove(item.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(e);
+                    (item, false)
+                }
+            };
+            held.push((item, m.receipt, removed));
+        }
+    }
+    // Release before reporting any error, so nothing stays hidden.
+    let mut seen = Vec::new();
+    for (item, receipt, removed) in held {
+        let done =
+            if removed { dlq.delete(&receipt).await } else { dlq.change_visibility(&receipt, Duration::ZERO).await };
+        if let Err(e) = done {
+            tracing::warn!(message_id = %item.message_id, error = %e, "could not settle a dead letter");
+        }
+        seen.push((item, removed));
+    }
+    result.map(|()| seen)
+}
+
+/// Every message on the dead-letter queue, untouched.
+///
+/// # Errors
+/// The queue failed.
+pub async fn list(dlq: &dyn Queue) -> Result<Vec<DlqItem>, EngineError> {
+    let seen = scan(dlq, |item| async move { Ok((item, false)) }).await?;
+    Ok(seen.into_iter().map(|(item, _)| item).collect())
+}
+
+/// Starts again the dead-lettered jobs that `ids` name (all of them when `ids` is
+/// empty), and removes them from the queue. Returns the jobs redriven.
+///
+/// # Errors
+/// The queue or the engine failed; what was redriven before stays redriven.
+pub async fn redrive(dlq: &dyn Queue, engine: &EmbeddedEngine, ids: &[String]) -> Result<Vec<Job>, EngineError> {
+    let seen = scan(dlq, |item| async move {
+        let wanted = ids.is_empty() || ids.iter().any(|id| item.matches(id));
+        match &item.letter {
+            Ok(letter) if wanted => {
+                engine.redrive(letter.job.clone()).await?;
+                Ok((item, true))
+            }
+            _ => Ok((item, false)),
+        }
+    })
+    .await?;
+    Ok(seen
+        .into_iter()
+        .filter(|(_, removed)| *removed)
+        .filter_map(|(item, _)| item.letter.ok())
+        .map(|l| l.job)
+        .collect())
+}
+
+/// Deletes every message on the dead-letter queue.
+///
+/// # Errors
+/// The queue failed.
+pub async fn purge(dlq: &dyn Queue) -> Result<u64, QueueError> {
+    dlq.purge().await
+}

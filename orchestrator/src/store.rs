@@ -1,0 +1,181 @@
+//! The embedded engine's tables: one row per job with its current state, and an
+//! append-only history. Every change happens inside the caller's transaction.
+
+use pipeline_core::JobError;
+use pipeline_core::message::{Job, Output};
+use pipeline_core::orchestration::{HistoryEntry, JobRecord, JobState};
+use pipeline_core::sqlite::DbError;
+use pipeline_core::time::rfc3339;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id        TEXT PRIMARY KEY,
+    state         TEXT    NOT NULL,
+    attempt       INTEGER NOT NULL,
+    job_json      TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    outputs_json  TEXT,
+    metadata_json TEXT,
+    error_json    TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS job_history (
+    job_id TEXT    NOT NULL,
+    seq    INTEGER NOT NULL,
+    entry  TEXT    NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+";
+
+/// A job's row, as the engine needs it to decide.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub job: Job,
+    pub state: JobState,
+    pub due_at: i64,
+}
+
+fn json_err(e: serde_json::Error) -> DbError {
+    DbError::new(format!("stored JSON is unreadable: {e}"))
+}
+
+pub(crate) fn load_row(conn: &Connection, job_id: &str) -> Result<Option<Row>, DbError> {
+    let row: Option<(String, u32, String, i64)> = conn
+        .query_row("SELECT state, attempt, job_json, due_at FROM jobs WHERE job_id = ?1", params![job_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((state, attempt, job_json, due_at)) = row else { return Ok(None) };
+    let mut job: Job = serde_json::from_str(&job_json).map_err(json_err)?;
+    job.attempt = attempt;
+    let state = JobState::parse(&state).ok_or_else(|| DbError::new(format!("unknown job state {state:?}")))?;
+    Ok(Some(Row { job, state, due_at }))
+}
+
+pub(crate) fn insert(conn: &Connection, job: &Job, now: i64, due_at: i64) -> Result<(), DbError> {
+    let json = serde_json::to_string(job).map_err(json_err)?;
+    conn.execute(
+        "INSERT INTO jobs (job_id, state, attempt, job_json, created_at, updated_at, due_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        params![job.job_id, JobState::ProcessImage.as_str(), job.attempt, json, now, due_at],
+    )?;
+    Ok(())
+}
+
+/// Moves a job to `state`; `error` of `None` keeps the last error.
+pub(crate) fn set_state(
+    conn: &Connection,
+    job_id: &str,
+    state: JobState,
+    attempt: u32,
+    due_at: i64,
+    now: i64,
+    error: Option<&JobError>,
+) -> Result<(), DbError> {
+    let error = error.map(serde_json::to_string).transpose().map_err(json_err)?;
+    conn.execute(
+        "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5,
+         error_json = COALESCE(?6, error_json) WHERE job_id = ?1",
+        params![job_id, state.as_str(), attempt, due_at, now, error],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn set_outputs(
+    conn: &Connection,
+    job_id: &str,
+    outputs: &[Output],
+    metadata: Option<&serde_json::Value>,
+) -> Result<(), DbError> {
+    let outputs = serde_json::to_string(outputs).map_err(json_err)?;
+    let metadata = metadata.map(serde_json::Value::to_string);
+    conn.execute(
+        "UPDATE jobs SET outputs_json = ?2, metadata_json = ?3, error_json = NULL WHERE job_id = ?1",
+        params![job_id, outputs, metadata],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry) -> Result<(), DbError> {
+    let json = serde_json::to_string(entry).map_err(json_err)?;
+    conn.execute(
+        "INSERT INTO job_history (job_id, seq, entry)
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_history WHERE job_id = ?1), ?2)",
+        params![job_id, json],
+    )?;
+    Ok(())
+}
+
+/// A history entry at `now` with no details.
+pub(crate) fn entry(now: i64, state: &str, attempt: u32) -> HistoryEntry {
+    HistoryEntry {
+        at: rfc3339(now),
+        state: state.into(),
+        attempt,
+        error: None,
+        delay_ms: None,
+        ceiling_ms: None,
+        note: None,
+    }
+}
+
+pub(crate) fn history(conn: &Connection, job_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
+    let mut stmt = conn.prepare_cached("SELECT entry FROM job_history WHERE job_id = ?1 ORDER BY seq")?;
+    let rows: Vec<String> = stmt.query_map(params![job_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    rows.iter().map(|s| serde_json::from_str(s).map_err(json_err)).collect()
+}
+
+const RECORD_COLUMNS: &str =
+    "job_id, state, attempt, job_json, created_at, updated_at, outputs_json, metadata_json, error_json";
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String)> {
+    let state: String = r.get(1)?;
+    let job_json: String = r.get(3)?;
+    let outputs: Option<String> = r.get(6)?;
+    let metadata: Option<String> = r.get(7)?;
+    let error: Option<String> = r.get(8)?;
+    let job: Option<Job> = serde_json::from_str(&job_json).ok();
+    let record = JobRecord {
+        job_id: r.get(0)?,
+        state: JobState::parse(&state).unwrap_or(JobState::Fail),
+        attempts: r.get(2)?,
+        source_bucket: job.as_ref().map(|j| j.source_bucket.clone()).unwrap_or_default(),
+        source_key: job.as_ref().map(|j| j.source_key.clone()).unwrap_or_default(),
+        destination_bucket: job.as_ref().map(|j| j.destination_bucket.clone()).unwrap_or_default(),
+        renditions: job.map(|j| j.renditions).unwrap_or_default(),
+        created_at: rfc3339(r.get(4)?),
+        updated_at: rfc3339(r.get(5)?),
+        outputs: outputs.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default(),
+        metadata: metadata.and_then(|s| serde_json::from_str(&s).ok()),
+        error: error.and_then(|s| serde_json::from_str(&s).ok()),
+        history: Vec::new(),
+    };
+    Ok((record, state))
+}
+
+pub(crate) fn record(conn: &Connection, job_id: &str) -> Result<Option<JobRecord>, DbError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE job_id = ?1");
+    let found = conn.query_row(&sql, params![job_id], record_from_row).optional()?;
+    let Some((mut record, _)) = found else { return Ok(None) };
+    record.history = history(conn, job_id)?;
+    Ok(Some(record))
+}
+
+pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, DbError> {
+    let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?1");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], record_from_row)?;
+    Ok(rows.map(|r| r.map(|(rec, _)| rec)).collect::<Result<_, _>>()?)
+}
+
+/// Ids of jobs in `state` whose `due_at` has passed.
+pub(crate) fn due(conn: &Connection, state: JobState, now: i64) -> Result<Vec<String>, DbError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT job_id FROM jobs WHERE state = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT 100")?;
+    let ids = stmt.query_map(params![state.as_str(), now], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}

@@ -1,0 +1,229 @@
+//! The embedded engine against real SQLite queues: every path of the workflow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator::dead_letter::{self, DeadLetter};
+use orchestrator::engine::Applied;
+use orchestrator::workflow::{Jitter, RetryPolicy};
+use orchestrator::{EmbeddedEngine, EngineConfig, Queues};
+use pipeline_core::message::{Job, Output, Report, ReportKind};
+use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::queue::Queue;
+use pipeline_core::queue::sqlite::SqliteQueue;
+use pipeline_core::sqlite::Db;
+use pipeline_core::{JobError, Rendition};
+use tempfile::TempDir;
+
+struct Rig {
+    _dir: TempDir,
+    engine: EmbeddedEngine,
+    jobs: Arc<dyn Queue>,
+    dlq: Arc<dyn Queue>,
+}
+
+fn rig(config: EngineConfig) -> Rig {
+    let dir = TempDir::new().expect("tempdir");
+    let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
+    let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
+    let (jobs, dlq) = (q("jobs"), q("dlq"));
+    let queues = Queues { jobs: Arc::clone(&jobs), reports: q("reports"), dead_letters: Arc::clone(&dlq) };
+    let engine = EmbeddedEngine::open(&db, queues, config).expect("engine");
+    Rig { _dir: dir, engine, jobs, dlq }
+}
+
+fn fast_retries(max_attempts: u32) -> EngineConfig {
+    EngineConfig {
+        retry: RetryPolicy {
+            max_attempts,
+            interval: Duration::from_millis(100),
+            backoff_rate: 2.0,
+            max_delay: Duration::from_secs(5),
+            jitter: Jitter::None,
+        },
+        ..EngineConfig::default()
+    }
+}
+
+async fn take_job(q: &dyn Queue) -> Job {
+    let m = q.receive(1, Duration::from_secs(3), Duration::from_secs(30)).await.expect("receive").pop().expect("a job");
+    q.delete(&m.receipt).await.expect("delete");
+    Job::from_json(&m.body).expect("job body")
+}
+
+fn new_job() -> Job {
+    Job::new("original", "a/photo.jpg", "resized", vec![Rendition::thumbnail()])
+}
+
+fn output(job: &Job) -> Output {
+    Output {
+        rendition: "thumbnail".into(),
+        bucket: "resized".into(),
+        key: format!("resized/{}_thumbnail.jpg", job.job_id),
+        size: 10,
+        content_type: "image/jpeg".into(),
+        width: 512,
+        height: 384,
+    }
+}
+
+fn states(record: &pipeline_core::orchestration::JobRecord) -> Vec<String> {
+    record.history.iter().map(|h| h.state.clone()).collect()
+}
+
+#[tokio::test]
+async fn success_path_records_outputs_and_history() {
+    let r = rig(EngineConfig::default());
+    r.engine.submit(new_job()).await.expect("submit");
+    let job = take_job(r.jobs.as_ref()).await;
+    assert_eq!(job.attempt, 1);
+    let done = Report::new(&job, ReportKind::Succeeded { outputs: vec![output(&job)], metadata: None });
+    assert_eq!(r.engine.apply_report(done.clone()).await.expect("apply"), Applied::Moved(JobState::Success));
+    // A report delivered twice changes nothing.
+    assert!(matches!(r.engine.apply_report(done).await.expect("apply"), Applied::Ignored(_)));
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+    assert_eq!(rec.state, JobState::Success);
+    assert_eq!(rec.outputs, vec![output(&job)]);
+    assert_eq!(states(&rec), ["ProcessImage", "CheckResult", "Success"]);
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_with_growing_delays_then_succeed() {
+    let r = rig(fast_retries(4));
+    r.engine.submit(new_job()).await.expect("submit");
+    let mut delays = Vec::new();
+    for attempt in 1..=2 {
+        let job = take_job(r.jobs.as_ref()).await;
+        assert_eq!(job.attempt, attempt);
+        let fail = Report::new(&job, ReportKind::Failed { error: JobError::retryable("Throttled", "slow down") });
+        assert_eq!(r.engine.apply_report(fail).await.expect("apply"), Applied::Moved(JobState::Retry));
+        // Not sent again before the backoff passes.
+        r.engine.tick().await.expect("tick");
+        assert_eq!(r.jobs.stats().await.expect("stats").visible, 0, "retry waits for its backoff");
+        let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+        delays.push(rec.history.last().and_then(|h| h.delay_ms).expect("retry delay recorded"));
+        tokio::time::sleep(Duration::from_millis(delays[delays.len() - 1] + 50)).await;
+        r.engine.tick().await.expect("tick");
+    }
+    assert_eq!(delays, [100, 200], "exponential backoff");
+    let job = take_job(r.jobs.as_ref()).await;
+    assert_eq!(job.attempt, 3);
+    let ok = Report::new(&job, ReportKind::Succeeded { outputs: vec![output(&job)], metadata: None });
+    r.engine.apply_report(ok).await.expect("apply");
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+    assert_eq!((rec.state, rec.attempts), (JobState::Success, 3));
+    assert_eq!(
+        states(&rec),
+        [
+            "ProcessImage",
+            "CheckResult",
+            "Retry",
+            "ProcessImage",
+            "CheckResult",
+            "Retry",
+            "ProcessImage",
+            "CheckResult",
+            "Success"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn permanent_failure_dead_letters_with_history_and_redrive_restarts() {
+    let r = rig(fast_retries(4));
+    r.engine.submit(new_job()).await.expect("submit");
+    let job = take_job(r.jobs.as_ref()).await;
+    let fail = Report::new(&job, ReportKind::Failed { error: JobError::permanent("NotAnImage", "text file") });
+    assert_eq!(r.engine.apply_report(fail).await.expect("apply"), Applied::Moved(JobState::DeadLetter));
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+    assert_eq!((rec.state, rec.attempts), (JobState::Fail, 1), "one attempt, no retry");
+    assert_eq!(states(&rec), ["ProcessImage", "CheckResult", "DeadLetter", "Fail"]);
+
+    let items = dead_letter::list(r.dlq.as_ref()).await.expect("list");
+    assert_eq!(items.len(), 1);
+    let letter = items[0].letter.as_ref().expect("readable");
+    assert_eq!((letter.job.job_id.as_str(), letter.error.code.as_str()), (job.job_id.as_str(), "NotAnImage"));
+    assert_eq!(letter.history.len(), 3, "the history up to DeadLetter travels with it");
+    // Listing neither loses nor hides the message.
+    assert_eq!(dead_letter::list(r.dlq.as_ref()).await.expect("list again").len(), 1);
+
+    let redriven = dead_letter::redrive(r.dlq.as_ref(), &r.engine, &[job.job_id.clone()]).await.expect("redrive");
+    assert_eq!(redriven.len(), 1);
+    assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
+    let again = take_job(r.jobs.as_ref()).await;
+    assert_eq!((again.job_id.as_str(), again.attempt), (job.job_id.as_str(), 1));
+    let ok = Report::new(&again, ReportKind::Succeeded { outputs: vec![output(&again)], metadata: None });
+    r.engine.apply_report(ok).await.expect("apply");
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+    assert_eq!(rec.state, JobState::Success);
+    assert!(rec.history.iter().any(|h| h.note.as_deref() == Some("redriven from the dead-letter queue")));
+}
+
+#[tokio::test]
+async fn retryable_failures_dead_letter_once_attempts_are_spent() {
+    let r = rig(fast_retries(2));
+    r.engine.submit(new_job()).await.expect("submit");
+    for _ in 0..2 {
+        let job = take_job(r.jobs.as_ref()).await;
+        let fail = Report::new(&job, ReportKind::Failed { error: JobError::retryable("Timeout", "slow") });
+        r.engine.apply_report(fail).await.expect("apply");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        r.engine.tick().await.expect("tick");
+    }
+    let items = dead_letter::list(r.dlq.as_ref()).await.expect("list");
+    let letter = items[0].letter.as_ref().expect("readable");
+    assert_eq!(letter.attempts, 2);
+    assert!(letter.error.message.contains("after 2 attempts"), "{}", letter.error.message);
+}
+
+#[tokio::test]
+async fn a_silent_worker_is_lost_and_the_job_retried() {
+    let config = EngineConfig {
+        task_timeout: Duration::from_millis(300),
+        heartbeat_timeout: Duration::from_millis(600),
+        ..fast_retries(3)
+    };
+    let r = rig(config);
+    r.engine.submit(new_job()).await.expect("submit");
+    let job = take_job(r.jobs.as_ref()).await;
+    // Heartbeats push the deadline back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("hb"), Applied::Extended);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r.engine.tick().await.expect("tick");
+    assert_eq!(r.engine.get(&job.job_id).await.expect("get").expect("rec").state, JobState::ProcessImage);
+    // Then silence past the deadline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.engine.tick().await.expect("tick");
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("rec");
+    assert_eq!(rec.state, JobState::Retry);
+    assert_eq!(rec.error.as_ref().map(|e| e.code.as_str()), Some("WorkerLost"));
+    // A late failure report of the lost attempt is ignored.
+    let late = Report::new(&job, ReportKind::Failed { error: JobError::permanent("NotAnImage", "late") });
+    assert!(matches!(r.engine.apply_report(late).await.expect("apply"), Applied::Ignored(_)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    r.engine.tick().await.expect("tick");
+    assert_eq!(take_job(r.jobs.as_ref()).await.attempt, 2);
+}
+
+#[tokio::test]
+async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
+    let r = rig(EngineConfig::default());
+    let job = new_job();
+    r.dlq.send(&job.to_json(), Duration::ZERO).await.expect("send");
+    r.dlq.send("garbage", Duration::ZERO).await.expect("send");
+    let items = dead_letter::list(r.dlq.as_ref()).await.expect("list");
+    assert_eq!(items.len(), 2);
+    let moved = items.iter().find_map(|i| i.letter.as_ref().ok()).expect("the job");
+    assert_eq!(moved.error.code, "MaxReceiveCountExceeded");
+    assert!(items.iter().any(|i| i.letter.is_err() && i.body == "garbage"));
+    // Redrive all: the job restarts, the unreadable message stays for an operator.
+    let redriven = dead_letter::redrive(r.dlq.as_ref(), &r.engine, &[]).await.expect("redrive");
+    assert_eq!(redriven.len(), 1);
+    let left = dead_letter::list(r.dlq.as_ref()).await.expect("list");
+    assert_eq!(left.len(), 1);
+    assert!(DeadLetter::parse(&left[0].body, 1).is_err());
+    assert_eq!(r.engine.get(&job.job_id).await.expect("get").expect("recorded").state, JobState::ProcessImage);
+    assert_eq!(dead_letter::purge(r.dlq.as_ref()).await.expect("purge"), 1);
+    assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
+}
