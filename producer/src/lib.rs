@@ -1,1 +1,8 @@
-//! producer
+//! Intake: everything that turns an image into a job. [`intake`] validates a request
+//! and starts the workflow; [`api`] serves it over HTTP; [`watcher`] makes one job per
+//! file completed in the local original bucket.
+
+pub mod api;
+pub mod error;
+pub mod intake;
+pub mod watcher;

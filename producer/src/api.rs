@@ -1,0 +1,189 @@
+//! The HTTP API: `POST /process`, `GET /jobs/{id}`, `GET /jobs`, `GET /healthz`,
+//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use pipeline_core::orchestration::{JobRecord, JobState};
+use pipeline_core::queue::Queue;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::intake::{Intake, ProcessRequest};
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest `?wait=` honoured, in seconds.
+pub const MAX_WAIT_SECS: u64 = 300;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// Validation and job start.
+    pub intake: Intake,
+    /// Queues whose depth `/metrics` reports.
+    pub queues: Vec<Arc<dyn Queue>>,
+    /// Jobs accepted since start.
+    pub accepted: Arc<AtomicU64>,
+}
+
+impl ApiState {
+    /// State for `intake`, reporting the depth of `queues`.
+    pub fn new(intake: Intake, queues: Vec<Arc<dyn Queue>>) -> Self {
+        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/process", post(process))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/{id}", get(get_job))
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    wait: Option<String>,
+}
+
+async fn process(
+    State(state): State<ApiState>,
+    Query(query): Query<WaitQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(w) => match w.parse::<u64>() {
+            Ok(secs) if secs <= MAX_WAIT_SECS => Some(Duration::from_secs(secs)),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "InvalidWait",
+                    format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"),
+                ));
+            }
+        },
+    };
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), "PayloadTooLarge", format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+        } else {
+            ApiError::bad_request("InvalidBody", e.body_text())
+        }
+    })?;
+    let request: ProcessRequest = serde_json::from_slice(&body).map_err(|e| {
+        let code = if e.is_data() { "InvalidRequest" } else { "MalformedJson" };
+        ApiError::bad_request(code, e.to_string())
+    })?;
+    let job = state.intake.submit(request).await?;
+    state.accepted.fetch_add(1, Ordering::Relaxed);
+    let status_url = format!("/jobs/{}", job.job_id);
+    if let Some(wait) = wait {
+        if let Some(record) = wait_for_end(&state, &job.job_id, wait).await? {
+            return Ok(finished_response(&record));
+        }
+    }
+    let body = serde_json::json!({ "jobId": job.job_id, "status": "queued", "statusUrl": status_url });
+    Ok((StatusCode::ACCEPTED, [("location", status_url)], Json(body)).into_response())
+}
+
+async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<Option<JobRecord>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let record = state.intake.orchestrator.get(job_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+        if let Some(record) = record.filter(|r| r.state.is_terminal()) {
+            return Ok(Some(record));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The original project's result body for a successful job; an error body otherwise.
+fn finished_response(record: &JobRecord) -> Response {
+    match (record.state, record.outputs.first()) {
+        (JobState::Success, Some(first)) => Json(serde_json::json!({
+            "statusCode": 200,
+            "message": "Image processing completed successfully",
+            "sourceBucket": record.source_bucket,
+            "sourceKey": record.source_key,
+            "destinationBucket": first.bucket,
+            "destinationKey": first.key,
+            "fileSize": first.size,
+            "contentType": first.content_type,
+            "jobId": record.job_id,
+            "outputs": record.outputs,
+        }))
+        .into_response(),
+        _ => {
+            let (code, message) = record
+                .error
+                .as_ref()
+                .map_or(("Failed".to_owned(), "the job failed".to_owned()), |e| (e.code.clone(), e.message.clone()));
+            let body = serde_json::json!({
+                "error": { "code": code, "message": message },
+                "jobId": record.job_id,
+                "statusUrl": format!("/jobs/{}", record.job_id),
+            });
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+    }
+}
+
+async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
+    match state.intake.orchestrator.get(&id).await {
+        Ok(Some(record)) => Ok(Json(record)),
+        Ok(None) => Err(ApiError::not_found("JobNotFound", format!("no job {id:?}"))),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+async fn list_jobs(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(50).min(1000);
+    let jobs = state.intake.orchestrator.list(limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let mut out = String::new();
+    out.push_str("# HELP imgpipe_jobs_accepted_total Jobs accepted by this API since it started.\n");
+    out.push_str("# TYPE imgpipe_jobs_accepted_total counter\n");
+    let _ = writeln!(out, "imgpipe_jobs_accepted_total {}", state.accepted.load(Ordering::Relaxed));
+    out.push_str("# HELP imgpipe_queue_messages Messages in each queue, by state.\n");
+    out.push_str("# TYPE imgpipe_queue_messages gauge\n");
+    for q in &state.queues {
+        match q.stats().await {
+            Ok(s) => {
+                for (label, n) in [("visible", s.visible), ("in_flight", s.in_flight), ("delayed", s.delayed)] {
+                    let _ = writeln!(out, "imgpipe_queue_messages{{queue=\"{}\",state=\"{label}\"}} {n}", q.name());
+                }
+            }
+            Err(e) => tracing::warn!(queue = q.name(), error = %e, "queue stats unavailable"),
+        }
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,152 @@
+//! The command line: parse, set up logging and the runtime once, dispatch.
+
+mod dlq;
+mod jobs;
+pub mod process;
+mod submit;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{DataArgs, EngineArgs, WorkerArgs};
+use crate::embedded::Embedded;
+use crate::serve::{ServeOptions, Server, cancel_on_signals};
+
+/// Resize, orient and strip uploaded images — on one machine, or on AWS.
+#[derive(Parser, Debug)]
+#[command(name = "imgpipe", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Log filter (`info`, `debug`, `imgpipe=debug,worker=trace`, ...).
+    #[arg(long, env = "IMGPIPE_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything on one machine: HTTP API, folder watcher, orchestrator and workers.
+    Serve(Box<ServeArgs>),
+    /// Run workers only, sharing a data dir's queues with a `serve`.
+    Worker(Box<WorkerOnlyArgs>),
+    /// Resize image files straight into a folder, with no queue.
+    Process(process::ProcessArgs),
+    /// Put files into the original bucket and start a job for each.
+    Submit(submit::SubmitArgs),
+    /// List recent jobs, or show one with its history.
+    Jobs(jobs::JobsArgs),
+    /// List, inspect, redrive or purge the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "IMGPIPE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Buckets jobs may read from or write to.
+    #[arg(long, env = "IMGPIPE_ALLOWED_BUCKETS", value_delimiter = ',', default_value = "original,resized")]
+    allowed_buckets: Vec<String>,
+    /// The bucket watched for new images.
+    #[arg(long, env = "IMGPIPE_SOURCE_BUCKET", default_value = "original")]
+    source_bucket: String,
+    /// Where renditions of watched images go.
+    #[arg(long, env = "IMGPIPE_DESTINATION_BUCKET", default_value = "resized")]
+    destination_bucket: String,
+    /// Do not watch the source bucket's folder.
+    #[arg(long, env = "IMGPIPE_NO_WATCH")]
+    no_watch: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct WorkerOnlyArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(run(&cli.data, cli.command)),
+        Err(e) => Err(e.into()),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("imgpipe: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn serve_options(args: &ServeArgs) -> ServeOptions {
+    ServeOptions {
+        listen: args.listen,
+        allowed_buckets: args.allowed_buckets.clone(),
+        watch_bucket: (!args.no_watch).then(|| args.source_bucket.clone()),
+        destination_bucket: args.destination_bucket.clone(),
+        engine: args.engine.config(),
+        runner: args.worker.runner(),
+        limits: args.worker.limits(),
+        cache_control: Some(args.worker.cache_control.clone()).filter(|c| !c.is_empty()),
+        faults: args.worker.faults,
+    }
+}
+
+async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let options = serve_options(&args);
+            let stack = Embedded::open(&data.data_dir, options.engine, args.worker.max_receive_count)?;
+            let server = Server::bind(stack, options).await?;
+            println!("imgpipe serving on http://{} (data dir {})", server.addr, data.data_dir.display());
+            let shutdown = CancellationToken::new();
+            cancel_on_signals(shutdown.clone());
+            server.run(shutdown).await?;
+        }
+        Command::Worker(args) => {
+            let w = &args.worker;
+            let stack = Embedded::open(&data.data_dir, orchestrator::EngineConfig::default(), w.max_receive_count)?;
+            let options = ServeOptions {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                allowed_buckets: Vec::new(),
+                watch_bucket: None,
+                destination_bucket: String::new(),
+                engine: orchestrator::EngineConfig::default(),
+                runner: w.runner(),
+                limits: w.limits(),
+                cache_control: Some(w.cache_control.clone()).filter(|c| !c.is_empty()),
+                faults: w.faults,
+            };
+            let shutdown = CancellationToken::new();
+            cancel_on_signals(shutdown.clone());
+            crate::serve::runner(&stack, &options).run(shutdown).await;
+        }
+        Command::Process(args) => process::run(args)?,
+        Command::Submit(args) => return submit::run(data, args).await,
+        Command::Jobs(args) => return jobs::run(data, args).await,
+        Command::Dlq { command } => return dlq::run(data, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the data dir for a short command (no workers, default pacing).
+fn open(data: &DataArgs) -> anyhow::Result<Embedded> {
+    if !data.data_dir.join("imgpipe.db").exists() {
+        anyhow::bail!("{} holds no imgpipe data (run `imgpipe serve --data-dir ...` first)", data.data_dir.display());
+    }
+    // Short commands never receive jobs, so the jobs queue's redrive setting is moot here.
+    Embedded::open(&data.data_dir, orchestrator::EngineConfig::default(), 5)
+}

@@ -1,0 +1,146 @@
+//! Settings shared by several commands, each a flag with an `IMGPIPE_*` variable behind
+//! it. Durations read as `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orchestrator::EngineConfig;
+use orchestrator::workflow::{Jitter, RetryPolicy};
+use worker::RunnerConfig;
+use worker::engine::Limits;
+
+/// Reads `500ms`, `30s`, `5m`, `2h` or a bare number of seconds.
+///
+/// # Errors
+/// A sentence saying the value is not a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 500ms, 30s, 5m)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// Where the embedded deployment keeps its files.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Folder holding the buckets (`buckets/<bucket>/<key>`) and the SQLite file.
+    #[arg(long, env = "IMGPIPE_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+}
+
+/// How the workflow retries and when it gives up on a worker.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Attempts per job, the first included.
+    #[arg(long, env = "IMGPIPE_MAX_ATTEMPTS", default_value_t = 4)]
+    pub max_attempts: u32,
+    /// Backoff ceiling before the second attempt; it doubles per attempt.
+    #[arg(long, env = "IMGPIPE_RETRY_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub retry_interval: Duration,
+    /// The backoff ceiling never grows past this.
+    #[arg(long, env = "IMGPIPE_RETRY_MAX_DELAY", default_value = "60s", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+    /// Draw each backoff uniformly under its ceiling (`full`) or wait the ceiling (`none`).
+    #[arg(long, env = "IMGPIPE_RETRY_JITTER", default_value = "full", value_parser = ["full", "none"])]
+    pub retry_jitter: String,
+    /// An attempt with no report for this long counts as a lost worker.
+    #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub task_timeout: Duration,
+    /// A busy attempt with no heartbeat for this long counts as a lost worker.
+    #[arg(long, env = "IMGPIPE_HEARTBEAT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+}
+
+impl EngineArgs {
+    /// The engine's configuration.
+    pub fn config(&self) -> EngineConfig {
+        EngineConfig {
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts.max(1),
+                interval: self.retry_interval,
+                backoff_rate: 2.0,
+                max_delay: self.retry_max_delay,
+                jitter: if self.retry_jitter == "none" { Jitter::None } else { Jitter::Full },
+            },
+            task_timeout: self.task_timeout,
+            heartbeat_timeout: self.heartbeat_timeout,
+        }
+    }
+}
+
+/// How workers take jobs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Jobs processed at once [default: the number of cores].
+    #[arg(long, env = "IMGPIPE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Visibility timeout of a received job, renewed by heartbeats.
+    #[arg(long, env = "IMGPIPE_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub visibility_timeout: Duration,
+    /// How often a busy job renews its visibility and heartbeats.
+    #[arg(long, env = "IMGPIPE_HEARTBEAT_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// On shutdown, how long held jobs may finish before they are released.
+    #[arg(long, env = "IMGPIPE_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Deliveries of one job message before it is failed as poison.
+    #[arg(long, env = "IMGPIPE_MAX_RECEIVE_COUNT", default_value_t = 5)]
+    pub max_receive_count: u32,
+    /// Largest source accepted, in bytes.
+    #[arg(long, env = "IMGPIPE_MAX_INPUT_BYTES", default_value_t = Limits::default().max_input_bytes)]
+    pub max_input_bytes: u64,
+    /// Largest source accepted, in pixels (width × height), checked before decoding.
+    #[arg(long, env = "IMGPIPE_MAX_PIXELS", default_value_t = Limits::default().max_pixels)]
+    pub max_pixels: u64,
+    /// `Cache-Control` stored on every output.
+    #[arg(long, env = "IMGPIPE_CACHE_CONTROL", default_value = "public, max-age=31536000, immutable")]
+    pub cache_control: String,
+    /// Injected faults for drills, e.g. `delay-ms=3000,fail-attempts=2`.
+    #[arg(long, env = "IMGPIPE_FAULTS", default_value = "", hide = true, value_parser = worker::faults::Faults::parse)]
+    pub faults: worker::faults::Faults,
+}
+
+impl WorkerArgs {
+    /// The runner's configuration.
+    pub fn runner(&self) -> RunnerConfig {
+        let defaults = RunnerConfig::default();
+        RunnerConfig {
+            concurrency: self.workers.unwrap_or(defaults.concurrency).max(1),
+            visibility: self.visibility_timeout,
+            heartbeat_every: self.heartbeat_interval,
+            poll_wait: Duration::from_secs(5),
+            drain_deadline: self.drain_timeout,
+            max_receive_count: self.max_receive_count,
+        }
+    }
+
+    /// The engine's input limits.
+    pub fn limits(&self) -> Limits {
+        Limits { max_input_bytes: self.max_input_bytes, max_pixels: self.max_pixels, ..Limits::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "fast", "5 days", "-1s", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}

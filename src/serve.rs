@@ -1,0 +1,144 @@
+//! `imgpipe serve` and `imgpipe worker` as library calls: bind, then run every part
+//! until the shutdown token is cancelled, draining in-flight work before returning.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use orchestrator::EngineConfig;
+use producer::api::{self, ApiState};
+use producer::intake::Intake;
+use producer::watcher::FolderWatcher;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use worker::report::QueueReporter;
+use worker::{Runner, RunnerConfig, WorkerDeps};
+
+use crate::embedded::Embedded;
+
+/// What `serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Buckets jobs may use; each is created if missing.
+    pub allowed_buckets: Vec<String>,
+    /// The bucket the folder watcher watches, if any.
+    pub watch_bucket: Option<String>,
+    /// Where the watcher's jobs write.
+    pub destination_bucket: String,
+    /// Workflow pacing.
+    pub engine: EngineConfig,
+    /// Worker pacing; `concurrency` 0 runs no workers in this process.
+    pub runner: RunnerConfig,
+    /// What the workers need besides the blob store.
+    pub limits: worker::engine::Limits,
+    /// `Cache-Control` on outputs.
+    pub cache_control: Option<String>,
+    /// Injected faults.
+    pub faults: worker::faults::Faults,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    listener: TcpListener,
+    stack: Embedded,
+    options: ServeOptions,
+}
+
+impl Server {
+    /// Opens the data dir and binds the listener.
+    ///
+    /// # Errors
+    /// The data dir cannot be opened or the address cannot be bound.
+    pub async fn bind(stack: Embedded, options: ServeOptions) -> anyhow::Result<Self> {
+        for bucket in &options.allowed_buckets {
+            stack.blobs.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
+        }
+        let listener =
+            TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self { addr, listener, stack, options })
+    }
+
+    /// Runs the API, the watcher, the orchestrator and the workers until `shutdown`.
+    ///
+    /// # Errors
+    /// The HTTP server failed.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Server { listener, stack, options, .. } = self;
+        let intake = Intake {
+            orchestrator: Arc::new(stack.engine.clone()),
+            blobs: stack.blobs.clone(),
+            allowed_buckets: options.allowed_buckets.clone(),
+        };
+        let mut parts = tokio::task::JoinSet::new();
+        if let Some(bucket) = &options.watch_bucket {
+            let watcher = FolderWatcher::new(
+                &stack.db,
+                stack.blobs.bucket_dir(bucket),
+                bucket,
+                &options.destination_bucket,
+                intake.clone(),
+            )?;
+            parts.spawn(watcher.run(shutdown.clone()));
+        }
+        let engine = stack.engine.clone();
+        let token = shutdown.clone();
+        parts.spawn(async move { engine.run(token).await });
+        if options.runner.concurrency > 0 {
+            parts.spawn(runner(&stack, &options).run(shutdown.clone()));
+        }
+        let app = api::router(ApiState::new(intake, stack.all_queues()));
+        let token = shutdown.clone();
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
+        shutdown.cancel();
+        while parts.join_next().await.is_some() {}
+        served.context("HTTP server failed")
+    }
+}
+
+/// The worker loop of a deployment.
+pub fn runner(stack: &Embedded, options: &ServeOptions) -> Runner {
+    let queues = stack.engine.queues();
+    Runner {
+        jobs: Arc::clone(&queues.jobs),
+        dead_letters: Arc::clone(&queues.dead_letters),
+        reporter: Arc::new(QueueReporter::new(Arc::clone(&queues.reports))),
+        deps: Arc::new(WorkerDeps {
+            blobs: stack.blobs.clone(),
+            limits: options.limits,
+            cache_control: options.cache_control.clone(),
+            faults: options.faults,
+        }),
+        config: options.runner,
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing in-flight work");
+        token.cancel();
+    });
+}

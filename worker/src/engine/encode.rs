@@ -1,0 +1,95 @@
+//! Output encoders: JPEG (libjpeg-turbo, 4:2:0), PNG, lossy WebP (libwebp). Only the ICC
+//! profile travels from the source; Exif, XMP and GPS are never written.
+
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder};
+use pipeline_core::rendition::{Format, Rendition};
+
+use super::metadata::icc_color_space;
+use super::pixels::Pixels;
+use super::{EngineError, jpeg};
+
+/// The ICC profile if it describes the colour model of the pixels being written.
+fn matching_icc<'a>(icc: Option<&'a [u8]>, px: &Pixels) -> Option<&'a [u8]> {
+    let want: &[u8] = if px.channels <= 2 { b"GRAY" } else { b"RGB " };
+    icc.filter(|p| icc_color_space(p) == Some(want))
+}
+
+/// Encodes upright pixels for `r`, flattening alpha on white for JPEG.
+///
+/// # Errors
+/// [`EngineError::Encode`] on encoder failure, [`EngineError::Unsupported`] for AVIF.
+pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+    match r.format {
+        Format::Jpeg => {
+            let px = px.flatten_on_white();
+            jpeg::encode(&px, r.quality, matching_icc(icc, &px))
+        }
+        Format::Png => encode_png(&px, matching_icc(icc, &px)),
+        Format::Webp => {
+            let px = px.to_color();
+            encode_webp(&px, r.quality, matching_icc(icc, &px))
+        }
+        Format::Avif => Err(EngineError::Unsupported(
+            "AVIF output is not available in this build; ask for jpeg, png or webp".into(),
+        )),
+    }
+}
+
+fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+    let color = match px.channels {
+        1 => ExtendedColorType::L8,
+        2 => ExtendedColorType::La8,
+        3 => ExtendedColorType::Rgb8,
+        _ => ExtendedColorType::Rgba8,
+    };
+    let mut out = Vec::new();
+    let mut enc = PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
+    if let Some(icc) = icc {
+        // An encoder that cannot embed a profile still writes a valid image.
+        let _ = enc.set_icc_profile(icc.to_vec());
+    }
+    enc.write_image(&px.data, px.width, px.height, color).map_err(|e| EngineError::Encode(format!("PNG: {e}")))?;
+    Ok(out)
+}
+
+fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+    let enc = match px.channels {
+        3 => webp::Encoder::from_rgb(&px.data, px.width, px.height),
+        _ => webp::Encoder::from_rgba(&px.data, px.width, px.height),
+    };
+    let mut config = webp::WebPConfig::new().map_err(|()| EngineError::Encode("WebP: bad config".into()))?;
+    config.quality = f32::from(quality.clamp(1, 100));
+    config.method = 4;
+    let mem = enc.encode_advanced(&config).map_err(|e| EngineError::Encode(format!("WebP: {e:?}")))?;
+    Ok(match icc {
+        Some(icc) => webp_with_icc(&mem, icc, px.width, px.height, px.has_alpha()),
+        None => mem.to_vec(),
+    })
+}
+
+/// Rewrites a WebP file into the extended layout with an `ICCP` chunk.
+fn webp_with_icc(webp: &[u8], icc: &[u8], width: u32, height: u32, alpha: bool) -> Vec<u8> {
+    let Some(body) = webp.get(12..) else { return webp.to_vec() };
+    let (mut flags, rest) = match body.get(..4) {
+        Some(b"VP8X") if body.len() >= 18 => (body[8], &body[18..]),
+        _ => (0u8, body),
+    };
+    flags |= 0x20 | if alpha { 0x10 } else { 0 };
+    let mut out = Vec::with_capacity(webp.len() + icc.len() + 40);
+    out.extend_from_slice(b"RIFF\0\0\0\0WEBPVP8X");
+    out.extend_from_slice(&10u32.to_le_bytes());
+    out.extend_from_slice(&[flags, 0, 0, 0]);
+    out.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    out.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    out.extend_from_slice(b"ICCP");
+    out.extend_from_slice(&(icc.len() as u32).to_le_bytes());
+    out.extend_from_slice(icc);
+    if icc.len() % 2 == 1 {
+        out.push(0);
+    }
+    out.extend_from_slice(rest);
+    let riff_size = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff_size.to_le_bytes());
+    out
+}

@@ -1,0 +1,67 @@
+//! Why the engine refused or failed an image, and how that folds into a job failure.
+
+use pipeline_core::JobError;
+
+/// A failure of [`render`](super::render). Every variant is permanent: the same bytes
+/// will fail the same way on any retry.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The bytes are not an image of any known format (empty, text, …).
+    #[error("not an image: {0}")]
+    NotAnImage(String),
+    /// An image format or a feature of it that the engine does not handle.
+    #[error("unsupported image: {0}")]
+    Unsupported(String),
+    /// The image is damaged: truncated, bad checksums, inconsistent headers.
+    #[error("corrupt image: {0}")]
+    Corrupt(String),
+    /// The input exceeds one of the [`Limits`](super::Limits).
+    #[error("image too large: {what} is {actual}, the limit is {limit}")]
+    TooLarge {
+        /// Which quantity is over the limit: `bytes`, `pixels`, `width` or `height`.
+        what: &'static str,
+        /// The value the input declares.
+        actual: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A rendition asks for something the engine cannot produce.
+    #[error("invalid rendition: {0}")]
+    InvalidRendition(String),
+    /// An encoder failed to write an output.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+impl EngineError {
+    /// The stable machine-readable code used in reports and dead letters.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::NotAnImage(_) => "NotAnImage",
+            EngineError::Unsupported(_) => "UnsupportedFormat",
+            EngineError::Corrupt(_) => "CorruptImage",
+            EngineError::TooLarge { .. } => "TooLarge",
+            EngineError::InvalidRendition(_) => "InvalidRendition",
+            EngineError::Encode(_) => "EncodeFailed",
+        }
+    }
+}
+
+impl From<EngineError> for JobError {
+    fn from(e: EngineError) -> Self {
+        JobError::permanent(e.code(), e.to_string())
+    }
+}
+
+/// Maps an `image` crate error raised while reading a source.
+pub(crate) fn from_image_error(e: image::ImageError) -> EngineError {
+    use image::ImageError as E;
+    match e {
+        E::Limits(l) => EngineError::Corrupt(format!("decoder allocation limit reached: {l}")),
+        E::Unsupported(u) => EngineError::Unsupported(u.to_string()),
+        E::Decoding(d) => EngineError::Corrupt(d.to_string()),
+        E::Parameter(p) => EngineError::Corrupt(p.to_string()),
+        E::IoError(io) => EngineError::Corrupt(format!("truncated or unreadable data: {io}")),
+        E::Encoding(x) => EngineError::Encode(x.to_string()),
+    }
+}

@@ -1,0 +1,160 @@
+//! Pure size arithmetic: the output size and source crop of each fit mode, how EXIF
+//! orientation maps them onto the stored pixels, and the DCT shrink a JPEG can afford.
+
+use pipeline_core::rendition::{Fit, Rendition};
+
+use super::EngineError;
+
+/// Where one rendition's pixels come from and how big it ends up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    /// Output size before orientation, i.e. in the stored image's axes.
+    pub out_w: u32,
+    /// See [`Plan::out_w`].
+    pub out_h: u32,
+    /// The source region (in full-resolution stored pixels) that maps onto the output.
+    pub crop: Crop,
+}
+
+/// A rectangle of the source in stored pixel coordinates (fractional, centred crops).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crop {
+    /// Left edge.
+    pub x: f64,
+    /// Top edge.
+    pub y: f64,
+    /// Width.
+    pub w: f64,
+    /// Height.
+    pub h: f64,
+}
+
+/// Whether an EXIF orientation (1–8) swaps width and height.
+pub fn swaps_axes(orientation: u8) -> bool {
+    (5..=8).contains(&orientation)
+}
+
+fn round_dim(v: f64) -> u32 {
+    // Clamped to at least one pixel; the cast saturates for absurd values.
+    (v.round() as u32).max(1)
+}
+
+/// Computes a rendition's plan for a stored image of `width`×`height` carrying `orientation`.
+///
+/// The rendition's box is read in upright axes (what a viewer sees); the result is mapped back to
+/// stored axes so resampling happens before the (cheap, small) orientation transform.
+///
+/// # Errors
+/// [`EngineError::InvalidRendition`] when the rendition has no usable box.
+pub fn plan(r: &Rendition, width: u32, height: u32, orientation: u8) -> Result<Plan, EngineError> {
+    let swap = swaps_axes(orientation);
+    let (sw, sh) = if swap { (height, width) } else { (width, height) };
+    let (sw, sh) = (f64::from(sw.max(1)), f64::from(sh.max(1)));
+    let (bw, bh) = match (r.width, r.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => (f64::from(w), f64::from(h)),
+        (Some(w), None) if w > 0 => (f64::from(w), f64::INFINITY),
+        (None, Some(h)) if h > 0 => (f64::INFINITY, f64::from(h)),
+        _ => {
+            return Err(EngineError::InvalidRendition(format!(
+                "rendition {:?} needs a positive width or height",
+                r.name
+            )));
+        }
+    };
+    let fit = if bw.is_infinite() || bh.is_infinite() { Fit::Inside } else { r.fit };
+    let (ow, oh, crop_w, crop_h) = match fit {
+        Fit::Inside => {
+            let (kw, kh) = (bw / sw, bh / sh);
+            let (ow, oh) = if !r.enlarge && kw.min(kh) >= 1.0 {
+                (round_dim(sw), round_dim(sh))
+            } else if kw <= kh {
+                (round_dim(bw), round_dim(sh * kw))
+            } else {
+                (round_dim(sw * kh), round_dim(bh))
+            };
+            (ow, oh, sw, sh)
+        }
+        Fit::Cover | Fit::Fill => {
+            // Without enlargement, shrink the box (keeping its aspect) until it fits the source.
+            let shrink = if r.enlarge { 1.0 } else { (sw / bw).min(sh / bh).min(1.0) };
+            let (bw, bh) = (bw * shrink, bh * shrink);
+            let (ow, oh) = (round_dim(bw), round_dim(bh));
+            if fit == Fit::Fill {
+                (ow, oh, sw, sh)
+            } else {
+                let scale = (bw / sw).max(bh / sh);
+                (ow, oh, (bw / scale).min(sw), (bh / scale).min(sh))
+            }
+        }
+    };
+    let (ow, oh, crop_w, crop_h) = if swap { (oh, ow, crop_h, crop_w) } else { (ow, oh, crop_w, crop_h) };
+    let (full_w, full_h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+    let crop = Crop { x: (full_w - crop_w) / 2.0, y: (full_h - crop_h) / 2.0, w: crop_w, h: crop_h };
+    Ok(Plan { out_w: ow, out_h: oh, crop })
+}
+
+/// The largest JPEG DCT shrink (1, 2, 4 or 8) that still leaves the resampler at least 2× to
+/// reduce for every plan, so quality stays Lanczos-grade while decoding does less work.
+pub fn dct_shrink(plans: &[Plan]) -> u32 {
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&d| {
+            let d = f64::from(d);
+            plans.iter().all(|p| p.crop.w / d >= 2.0 * f64::from(p.out_w) && p.crop.h / d >= 2.0 * f64::from(p.out_h))
+        })
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_core::rendition::Format;
+
+    fn r(w: Option<u32>, h: Option<u32>, fit: Fit, enlarge: bool) -> Rendition {
+        Rendition { name: "t".into(), width: w, height: h, fit, format: Format::Jpeg, quality: 80, enlarge }
+    }
+
+    #[test]
+    fn inside_keeps_aspect_and_never_enlarges() {
+        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 4000, 3000, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (512, 384));
+        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 300, 200, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (300, 200));
+        let p = plan(&r(Some(600), None, Fit::Inside, true), 300, 200, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (600, 400));
+        let p = plan(&r(None, Some(100), Fit::Inside, false), 4000, 3000, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (133, 100));
+    }
+
+    #[test]
+    fn cover_crops_centre_and_fill_stretches() {
+        let p = plan(&r(Some(200), Some(200), Fit::Cover, false), 400, 200, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (200, 200));
+        assert_eq!(p.crop, Crop { x: 100.0, y: 0.0, w: 200.0, h: 200.0 });
+        let p = plan(&r(Some(500), Some(500), Fit::Cover, false), 400, 200, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (200, 200));
+        let p = plan(&r(Some(100), Some(300), Fit::Fill, false), 400, 200, 1).unwrap();
+        assert_eq!((p.out_w, p.out_h), (67, 200));
+        assert_eq!(p.crop.w, 400.0);
+    }
+
+    #[test]
+    fn rotated_sources_plan_in_stored_axes() {
+        // Stored 400×200, orientation 6: upright 200×400; a 100×100 inside box → upright 50×100.
+        let p = plan(&r(Some(100), Some(100), Fit::Inside, false), 400, 200, 6).unwrap();
+        assert_eq!((p.out_w, p.out_h), (100, 50));
+        let p = plan(&r(Some(100), Some(50), Fit::Cover, false), 400, 200, 8).unwrap();
+        assert_eq!((p.out_w, p.out_h), (50, 100));
+        assert_eq!((p.crop.w, p.crop.h), (100.0, 200.0));
+    }
+
+    #[test]
+    fn shrink_leaves_two_x() {
+        let plan_for = |w, h, b| plan(&r(Some(b), Some(b), Fit::Inside, false), w, h, 1).unwrap();
+        assert_eq!(dct_shrink(&[plan_for(4000, 3000, 512)]), 2);
+        assert_eq!(dct_shrink(&[plan_for(4096, 4096, 256)]), 8);
+        assert_eq!(dct_shrink(&[plan_for(4096, 4096, 512)]), 4);
+        assert_eq!(dct_shrink(&[plan_for(4096, 4096, 128), plan_for(4096, 4096, 1600)]), 1);
+        assert_eq!(dct_shrink(&[plan_for(300, 200, 512)]), 1);
+    }
+}

@@ -1,0 +1,199 @@
+//! JPEG through libjpeg-turbo: marker scanning (ICC, Exif, XMP, Adobe), DCT-scaled decoding,
+//! CMYK/YCCK conversion, and 4:2:0 encoding with the ICC profile embedded.
+
+use turbojpeg::{Colorspace, Compressor, DecompressHeader, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+
+use super::EngineError;
+use super::pixels::Pixels;
+
+/// The application segments the engine cares about, found before the first scan.
+#[derive(Debug, Default)]
+pub struct Markers<'a> {
+    /// The reassembled ICC profile, if all its APP2 chunks are present.
+    pub icc: Option<Vec<u8>>,
+    /// The Exif payload (a TIFF structure), without the `Exif\0\0` prefix.
+    pub exif: Option<&'a [u8]>,
+    /// The XMP packet.
+    pub xmp: Option<&'a [u8]>,
+    /// An Adobe APP14 segment is present: CMYK data is stored inverted.
+    pub adobe: bool,
+}
+
+const ICC_SIG: &[u8] = b"ICC_PROFILE\0";
+const XMP_SIG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+const ICC_CHUNK_MAX: usize = 65_533 - ICC_SIG.len() - 2;
+
+/// Walks the marker segments up to the first scan. Malformed lengths end the walk quietly:
+/// the decoder, not this scan, decides whether the file is corrupt.
+pub fn scan_markers(bytes: &[u8]) -> Markers<'_> {
+    let mut m = Markers::default();
+    let mut icc_chunks: Vec<(u8, u8, &[u8])> = Vec::new();
+    let mut pos = 2;
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xFF {
+            break;
+        }
+        let marker = bytes[pos + 1];
+        if marker == 0xFF {
+            pos += 1;
+            continue;
+        }
+        if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            pos += 2;
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        let Some(seg) = bytes.get(pos + 4..pos + 2 + len.max(2)) else { break };
+        match marker {
+            0xE1 if seg.starts_with(b"Exif\0\0") => m.exif = Some(&seg[6..]),
+            0xE1 if seg.starts_with(XMP_SIG) => m.xmp = Some(&seg[XMP_SIG.len()..]),
+            0xE2 if seg.starts_with(ICC_SIG) && seg.len() > ICC_SIG.len() + 2 => {
+                let (seq, count) = (seg[ICC_SIG.len()], seg[ICC_SIG.len() + 1]);
+                icc_chunks.push((seq, count, &seg[ICC_SIG.len() + 2..]));
+            }
+            0xEE if seg.starts_with(b"Adobe") => m.adobe = true,
+            _ => {}
+        }
+        pos += 2 + len;
+    }
+    icc_chunks.sort_by_key(|c| c.0);
+    let complete = !icc_chunks.is_empty()
+        && icc_chunks
+            .iter()
+            .enumerate()
+            .all(|(i, c)| usize::from(c.0) == i + 1 && usize::from(c.1) == icc_chunks.len());
+    if complete {
+        m.icc = Some(icc_chunks.iter().flat_map(|c| c.2.iter().copied()).collect());
+    }
+    m
+}
+
+fn tj_err(e: turbojpeg::Error) -> EngineError {
+    EngineError::Corrupt(format!("JPEG: {e}"))
+}
+
+/// Reads the frame header (size, colour space, progressive) without decoding.
+///
+/// # Errors
+/// [`EngineError::Corrupt`] when libjpeg-turbo cannot parse the header.
+pub fn read_header(bytes: &[u8]) -> Result<DecompressHeader, EngineError> {
+    let mut d = Decompressor::new().map_err(tj_err)?;
+    d.read_header(bytes).map_err(tj_err)
+}
+
+/// libjpeg warnings that still leave a complete image (extraneous bytes, odd markers); any
+/// other failure, including a premature end of data, means the pixels cannot be trusted.
+fn is_benign_warning(msg: &str) -> bool {
+    !msg.to_ascii_lowercase().contains("premature end")
+        && (msg.contains("extraneous bytes")
+            || msg.contains("Invalid SOS parameters")
+            || msg.contains("Unsupported marker")
+            || msg.contains("unknown JFIF revision")
+            || msg.contains("thumbnail image size"))
+}
+
+/// Decodes at 1/`shrink` scale (1, 2, 4 or 8) to gray or RGB; CMYK and YCCK become RGB.
+///
+/// # Errors
+/// [`EngineError::Corrupt`] for truncated or damaged data.
+pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool) -> Result<Pixels, EngineError> {
+    let mut d = Decompressor::new().map_err(tj_err)?;
+    // A hostile progressive file can carry thousands of tiny scans; real ones have < 20.
+    d.set_scan_limit(500).map_err(tj_err)?;
+    let factor = if header.is_lossless { ScalingFactor::ONE } else { ScalingFactor::new(1, shrink as usize) };
+    d.set_scaling_factor(factor).map_err(tj_err)?;
+    let scaled = header.scaled(factor);
+    let (format, channels) = match header.colorspace {
+        Colorspace::Gray => (PixelFormat::GRAY, 1u8),
+        Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
+        _ => (PixelFormat::RGB, 3),
+    };
+    let pitch = scaled.width * usize::from(channels);
+    let mut data = vec![0u8; pitch * scaled.height];
+    let out = Image { pixels: data.as_mut_slice(), width: scaled.width, pitch, height: scaled.height, format };
+    if let Err(e) = d.decompress(bytes, out) {
+        let msg = e.to_string();
+        if !is_benign_warning(&msg) {
+            return Err(EngineError::Corrupt(format!("JPEG: {msg}")));
+        }
+    }
+    let (w, h) = (u32::try_from(scaled.width), u32::try_from(scaled.height));
+    let (Ok(width), Ok(height)) = (w, h) else {
+        return Err(EngineError::Corrupt("JPEG: dimensions overflow".into()));
+    };
+    let px = Pixels { data, width, height, channels };
+    Ok(if channels == 4 { px.cmyk_to_rgb(adobe) } else { px })
+}
+
+/// Encodes gray or RGB pixels as baseline JPEG (4:2:0 for colour) and embeds `icc`.
+///
+/// # Errors
+/// [`EngineError::Encode`] if libjpeg-turbo fails.
+pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+    let enc_err = |e: turbojpeg::Error| EngineError::Encode(format!("JPEG: {e}"));
+    let (format, subsamp) = match px.channels {
+        1 => (PixelFormat::GRAY, Subsamp::Gray),
+        3 => (PixelFormat::RGB, Subsamp::Sub2x2),
+        n => return Err(EngineError::Encode(format!("JPEG: cannot encode {n} channels"))),
+    };
+    let mut c = Compressor::new().map_err(enc_err)?;
+    c.set_quality(i32::from(quality.clamp(1, 100))).map_err(enc_err)?;
+    c.set_subsamp(subsamp).map_err(enc_err)?;
+    let width = px.width as usize;
+    let image = Image {
+        pixels: px.data.as_slice(),
+        width,
+        pitch: width * usize::from(px.channels),
+        height: px.height as usize,
+        format,
+    };
+    let jpeg = c.compress_to_vec(image).map_err(enc_err)?;
+    Ok(match icc {
+        // More than 255 chunks cannot be numbered; such a profile (> 16 MB) is dropped.
+        Some(icc) if !icc.is_empty() && icc.len() <= 255 * ICC_CHUNK_MAX => embed_icc(&jpeg, icc),
+        _ => jpeg,
+    })
+}
+
+/// Inserts APP2 `ICC_PROFILE` segments after SOI and any JFIF APP0.
+fn embed_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+    let mut at = 2;
+    if jpeg.get(2..4) == Some(&[0xFF, 0xE0]) {
+        at = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
+    }
+    let chunks: Vec<&[u8]> = icc.chunks(ICC_CHUNK_MAX).collect();
+    let mut out = Vec::with_capacity(jpeg.len() + icc.len() + 18 * chunks.len());
+    out.extend_from_slice(&jpeg[..at]);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let len = 2 + ICC_SIG.len() + 2 + chunk.len();
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(ICC_SIG);
+        out.extend_from_slice(&[(i + 1) as u8, chunks.len() as u8]);
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&jpeg[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icc_round_trips_through_markers() {
+        let px = Pixels { data: vec![200; 16 * 16 * 3], width: 16, height: 16, channels: 3 };
+        let icc: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let jpeg = encode(&px, 80, Some(&icc)).unwrap();
+        let m = scan_markers(&jpeg);
+        assert_eq!(m.icc.as_deref(), Some(icc.as_slice()));
+        assert!(m.exif.is_none() && m.xmp.is_none());
+        let h = read_header(&jpeg).unwrap();
+        assert_eq!((h.width, h.height), (16, 16));
+        let back = decode(&jpeg, &h, 1, false).unwrap();
+        assert!(back.data.iter().all(|&v| v.abs_diff(200) <= 2));
+    }
+}

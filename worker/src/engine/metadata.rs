@@ -1,0 +1,135 @@
+//! What the engine reports about a source: format, size, orientation, colour, camera and
+//! capture facts from Exif, and whether location data was present (it never reaches outputs).
+
+use exif::{In, Reader, Tag, Value};
+use serde::Serialize;
+
+/// Facts about a source image, serialised into the job's metadata sidecar.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceMetadata {
+    /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.
+    pub format: String,
+    /// Width as stored in the file, before orientation.
+    pub width: u32,
+    /// Height as stored in the file, before orientation.
+    pub height: u32,
+    /// Width once the EXIF orientation is applied (what a viewer sees).
+    pub upright_width: u32,
+    /// Height once the EXIF orientation is applied.
+    pub upright_height: u32,
+    /// EXIF orientation, 1 (upright) to 8; 1 when absent.
+    pub orientation: u8,
+    /// Colour model of the stored samples: `rgb`, `gray`, `cmyk` or `ycck`.
+    pub color_space: String,
+    /// Bits per sample in the file.
+    pub bit_depth: u8,
+    /// Whether the source has an alpha channel.
+    pub has_alpha: bool,
+    /// Whether an ICC colour profile is embedded.
+    pub has_icc: bool,
+    /// Whether the source carries Exif data.
+    pub has_exif: bool,
+    /// Whether the source carries an XMP packet.
+    pub has_xmp: bool,
+    /// Whether the source carries GPS coordinates (Exif GPS IFD or XMP GPS fields).
+    pub has_gps: bool,
+    /// Progressive JPEG or not; absent for other formats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progressive: Option<bool>,
+    /// Exif `Make`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_make: Option<String>,
+    /// Exif `Model`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_model: Option<String>,
+    /// Exif `DateTimeOriginal` (falling back to `DateTime`) as `YYYY-MM-DDTHH:MM:SS`, local time
+    /// of the camera, with the Exif offset appended when the file records one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_time: Option<String>,
+}
+
+/// The parts of an Exif block the engine uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExifSummary {
+    /// Orientation tag (1–8), if present and valid.
+    pub orientation: Option<u8>,
+    /// Camera make.
+    pub make: Option<String>,
+    /// Camera model.
+    pub model: Option<String>,
+    /// Capture time, ISO-8601 shaped.
+    pub capture_time: Option<String>,
+    /// A GPS IFD is present.
+    pub has_gps: bool,
+}
+
+fn ascii(exif: &exif::Exif, tag: Tag) -> Option<String> {
+    let field = exif.get_field(tag, In::PRIMARY)?;
+    let Value::Ascii(parts) = &field.value else { return None };
+    let text = String::from_utf8_lossy(parts.first()?);
+    let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    (!text.is_empty()).then(|| text.chars().take(128).collect())
+}
+
+/// `2024:01:02 03:04:05` → `2024-01-02T03:04:05`; anything else is dropped.
+fn iso_time(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let shaped = b.len() >= 19
+        && b[4] == b':'
+        && b[7] == b':'
+        && (b[10] == b' ' || b[10] == b'T')
+        && b[13] == b':'
+        && b[16] == b':';
+    if !shaped || raw[..19].contains("0000:00:00") {
+        return None;
+    }
+    Some(format!("{}-{}-{}T{}", &raw[0..4], &raw[5..7], &raw[8..10], &raw[11..19]))
+}
+
+/// Parses a TIFF-structured Exif block. A damaged block yields an empty summary: metadata
+/// problems never fail a job.
+pub fn parse_exif(raw: &[u8]) -> ExifSummary {
+    let Ok(exif) = Reader::new().read_raw(raw.to_vec()) else { return ExifSummary::default() };
+    let orientation = exif
+        .get_field(Tag::Orientation, In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .and_then(|v| u8::try_from(v).ok())
+        .filter(|v| (1..=8).contains(v));
+    let time = ascii(&exif, Tag::DateTimeOriginal).or_else(|| ascii(&exif, Tag::DateTime));
+    let capture_time = time.as_deref().and_then(iso_time).map(|t| match ascii(&exif, Tag::OffsetTimeOriginal) {
+        Some(off) if off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) => t + &off,
+        _ => t,
+    });
+    let has_gps = exif.fields().any(|f| f.tag.context() == exif::Context::Gps)
+        || exif.get_field(Tag::GPSInfoIFDPointer, In::PRIMARY).is_some();
+    ExifSummary { orientation, make: ascii(&exif, Tag::Make), model: ascii(&exif, Tag::Model), capture_time, has_gps }
+}
+
+/// Whether an XMP packet records a position.
+pub fn xmp_has_gps(xmp: &[u8]) -> bool {
+    xmp.windows(11).any(|w| w == b"GPSLatitude") || xmp.windows(12).any(|w| w == b"GPSLongitude")
+}
+
+/// The colour space an ICC profile describes (`RGB `, `GRAY`, `CMYK`…), from its header.
+pub fn icc_color_space(icc: &[u8]) -> Option<&[u8]> {
+    icc.get(16..20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_iso_shaped() {
+        assert_eq!(iso_time("2021:07:04 12:30:59").as_deref(), Some("2021-07-04T12:30:59"));
+        assert_eq!(iso_time("0000:00:00 00:00:00"), None);
+        assert_eq!(iso_time("yesterday"), None);
+    }
+
+    #[test]
+    fn damaged_exif_is_ignored() {
+        assert_eq!(parse_exif(b"II*\0garbage"), ExifSummary::default());
+        assert!(xmp_has_gps(b"<exif:GPSLatitude>1,2N</exif:GPSLatitude>"));
+    }
+}

@@ -1,0 +1,162 @@
+//! The image engine: bytes and a list of renditions in, encoded outputs and source metadata
+//! out. Pure and synchronous; callers run it on a blocking thread.
+//!
+//! Layout:
+//! - [`detect`]: format from magic bytes.
+//! - [`decode`]: header probe, limit checks, decoding (`jpeg` for JPEG via libjpeg-turbo).
+//! - [`geometry`]: fit modes, crops, orientation mapping, DCT shrink choice.
+//! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
+//! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
+
+pub mod decode;
+pub mod detect;
+mod encode;
+mod error;
+pub mod geometry;
+mod jpeg;
+pub mod metadata;
+pub mod pixels;
+mod resize;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pipeline_core::Rendition;
+
+pub use detect::SourceFormat;
+pub use error::EngineError;
+pub use metadata::SourceMetadata;
+
+/// Caps on what a single input may declare, checked from its header before decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted input, in bytes.
+    pub max_input_bytes: u64,
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+    /// Largest accepted width or height.
+    pub max_dimension: u32,
+}
+
+impl Default for Limits {
+    /// 100 MiB, 100 megapixels, 30 000 px a side.
+    fn default() -> Self {
+        Self { max_input_bytes: 100 << 20, max_pixels: 100_000_000, max_dimension: 30_000 }
+    }
+}
+
+/// One encoded rendition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// The rendition's name.
+    pub rendition: String,
+    /// The encoded file.
+    pub bytes: Vec<u8>,
+    /// Its MIME type.
+    pub content_type: &'static str,
+    /// Output width in pixels (upright).
+    pub width: u32,
+    /// Output height in pixels (upright).
+    pub height: u32,
+}
+
+/// Everything one source produced.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    /// One output per requested rendition, in request order.
+    pub outputs: Vec<Encoded>,
+    /// Facts about the source.
+    pub metadata: SourceMetadata,
+}
+
+fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), EngineError> {
+    let too_large = |what, actual: u64, limit: u64| EngineError::TooLarge { what, actual, limit };
+    let max_dim = u64::from(limits.max_dimension);
+    if u64::from(width) > max_dim {
+        return Err(too_large("width", width.into(), max_dim));
+    }
+    if u64::from(height) > max_dim {
+        return Err(too_large("height", height.into(), max_dim));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(too_large("pixels", pixels, limits.max_pixels));
+    }
+    if width == 0 || height == 0 {
+        return Err(EngineError::Corrupt(format!("header declares a {width}×{height} image")));
+    }
+    Ok(())
+}
+
+/// Runs `f`, turning a panic inside a decoder into a [`EngineError::Corrupt`].
+fn isolated<T>(what: &str, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(EngineError::Corrupt(format!("{what} failed: {msg}")))
+    })
+}
+
+fn metadata_of(p: &decode::Probe) -> SourceMetadata {
+    let swap = geometry::swaps_axes(p.orientation);
+    let exif = p.exif.clone().unwrap_or_default();
+    SourceMetadata {
+        format: p.format.name().into(),
+        width: p.width,
+        height: p.height,
+        upright_width: if swap { p.height } else { p.width },
+        upright_height: if swap { p.width } else { p.height },
+        orientation: p.orientation,
+        color_space: p.color_space.into(),
+        bit_depth: p.bit_depth,
+        has_alpha: p.has_alpha,
+        has_icc: p.icc.is_some(),
+        has_exif: p.exif.is_some(),
+        has_xmp: p.has_xmp,
+        has_gps: exif.has_gps || p.xmp_gps,
+        progressive: p.progressive,
+        camera_make: exif.make,
+        camera_model: exif.model,
+        capture_time: exif.capture_time,
+    }
+}
+
+/// Decodes `input` once and produces every rendition from it.
+///
+/// Never panics: decoding runs under `catch_unwind`, and the limits are checked from the header
+/// before any pixel buffer is allocated.
+///
+/// # Errors
+/// An [`EngineError`], all of them permanent: not an image, unsupported, corrupt, over the
+/// limits, or an encoder failure.
+pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result<Rendered, EngineError> {
+    if input.len() as u64 > limits.max_input_bytes {
+        return Err(EngineError::TooLarge { what: "bytes", actual: input.len() as u64, limit: limits.max_input_bytes });
+    }
+    if renditions.is_empty() {
+        return Err(EngineError::InvalidRendition("no rendition requested".into()));
+    }
+    let format = detect::detect(input)?;
+    let decoded = isolated("decoding", || {
+        decode::decode(input, format, limits, |probe| {
+            check_limits(probe.width, probe.height, limits)?;
+            renditions.iter().map(|r| geometry::plan(r, probe.width, probe.height, probe.orientation)).collect()
+        })
+    })?;
+    let probe = &decoded.probe;
+    let mut resizer = fast_image_resize::Resizer::new();
+    let mut outputs = Vec::with_capacity(renditions.len());
+    for (r, plan) in renditions.iter().zip(&decoded.plans) {
+        let out = isolated("rendering", || {
+            let px = resize::resize(&mut resizer, &decoded.pixels, plan, probe.width, probe.height)?;
+            let px = px.orient(probe.orientation);
+            let (width, height) = (px.width, px.height);
+            let bytes = encode::encode(px, r, probe.icc.as_deref())?;
+            Ok(Encoded { rendition: r.name.clone(), bytes, content_type: r.format.content_type(), width, height })
+        })?;
+        outputs.push(out);
+    }
+    Ok(Rendered { outputs, metadata: metadata_of(probe) })
+}

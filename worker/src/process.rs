@@ -1,0 +1,77 @@
+//! `process_job`: one job, start to finish — read the original, render every rendition
+//! with one decode, write the outputs and the metadata sidecar. It knows nothing of
+//! queues, Lambda events or HTTP; the adapters around it only translate.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pipeline_core::JobError;
+use pipeline_core::blob::{BlobStore, PutOptions};
+use pipeline_core::message::{Job, Output};
+use pipeline_core::rendition::{output_key, sidecar_key, validate_list};
+
+use crate::engine::{self, Limits};
+use crate::faults::Faults;
+
+/// What `process_job` needs, built once and lent to every job.
+#[derive(Clone, Debug)]
+pub struct WorkerDeps {
+    /// Where originals are read and renditions written.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Input limits, checked before decoding.
+    pub limits: Limits,
+    /// `Cache-Control` stored on every output.
+    pub cache_control: Option<String>,
+    /// Injected faults, for drills and tests; none by default.
+    pub faults: Faults,
+}
+
+/// A finished job's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Processed {
+    /// The renditions written.
+    pub outputs: Vec<Output>,
+    /// What the engine read from the source.
+    pub metadata: serde_json::Value,
+}
+
+/// Runs one attempt of `job`.
+///
+/// # Errors
+/// A classified [`JobError`]: permanent for a missing or bad source, retryable for
+/// storage trouble.
+pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobError> {
+    validate_list(&job.renditions).map_err(|m| JobError::permanent("InvalidJob", m))?;
+    deps.faults.before_attempt(job).await?;
+
+    let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
+    let (renditions, limits) = (job.renditions.clone(), deps.limits);
+    let rendered = tokio::task::spawn_blocking(move || engine::render(&source.body, &renditions, &limits))
+        .await
+        .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
+
+    let metadata = serde_json::to_value(&rendered.metadata).unwrap_or_default();
+    let mut outputs = Vec::with_capacity(rendered.outputs.len());
+    for (encoded, rendition) in rendered.outputs.into_iter().zip(&job.renditions) {
+        let key = output_key(&job.source_key, rendition);
+        let size = encoded.bytes.len() as u64;
+        let options =
+            PutOptions { content_type: Some(encoded.content_type.into()), cache_control: deps.cache_control.clone() };
+        deps.blobs.put(&job.destination_bucket, &key, Bytes::from(encoded.bytes), &options).await?;
+        outputs.push(Output {
+            rendition: encoded.rendition,
+            bucket: job.destination_bucket.clone(),
+            key,
+            size,
+            content_type: encoded.content_type.into(),
+            width: encoded.width,
+            height: encoded.height,
+        });
+    }
+    let sidecar = serde_json::json!({ "source": { "bucket": job.source_bucket, "key": job.source_key },
+                                      "metadata": metadata, "outputs": outputs });
+    let options = PutOptions { content_type: Some("application/json".into()), cache_control: None };
+    let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
+    deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
+    Ok(Processed { outputs, metadata })
+}
