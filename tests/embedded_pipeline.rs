@@ -1,0 +1,233 @@
+//! The whole pipeline on the embedded default: API, watcher, orchestrator and workers in
+//! one process on a temporary data dir, driven over real HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pipeline_core::orchestration::JobState;
+
+const SECS_30: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_request_makes_a_512_thumbnail_and_answers_the_seed_body() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+
+    let (status, body) = s.post_process("?wait=30", &seed_request("myphoto.jpg")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["statusCode"], 200);
+    assert_eq!(body["message"], "Image processing completed successfully");
+    assert_eq!(body["sourceBucket"], "original");
+    assert_eq!(body["sourceKey"], "myphoto.jpg");
+    assert_eq!(body["destinationBucket"], "resized");
+    assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
+    assert_eq!(body["contentType"], "image/jpeg");
+
+    let out = std::fs::read(s.bucket_file("resized", "resized/myphoto_thumbnail.jpg")).expect("thumbnail written");
+    assert_eq!(body["fileSize"], out.len());
+    assert_eq!(jpeg_dimensions(&out), Some((512, 512)), "640×640 source → 512×512 JPEG");
+
+    let job = s.job(body["jobId"].as_str().expect("jobId")).await;
+    assert_eq!((job.state, job.attempts), (JobState::Success, 1));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_wait_the_job_is_queued_and_its_status_url_follows_it() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "dir/photo.jpg", MYPHOTO);
+    let (status, body) = s.post_process("", &seed_request("dir/photo.jpg")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    let id = body["jobId"].as_str().expect("jobId").to_owned();
+    assert_eq!(body["statusUrl"], format!("/jobs/{id}"));
+
+    let url = s.url(body["statusUrl"].as_str().expect("statusUrl"));
+    let record: serde_json::Value = eventually(SECS_30, "job success over HTTP", || async {
+        let r: serde_json::Value = s.http.get(&url).send().await.ok()?.json().await.ok()?;
+        (r["state"] == "Success").then_some(r)
+    })
+    .await;
+    assert_eq!(record["outputs"][0]["key"], "resized/dir/photo_thumbnail.jpg");
+    assert_eq!(record["attempts"], 1);
+    let states: Vec<_> = record["history"].as_array().expect("history").iter().map(|h| h["state"].clone()).collect();
+    assert_eq!(states, ["ProcessImage", "CheckResult", "Success"]);
+    assert!(record["history"][0]["at"].as_str().expect("time").ends_with('Z'));
+    // The sidecar sits beside the rendition.
+    assert!(s.bucket_file("resized", "resized/dir/photo_metadata.json").is_file());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dropped_into_the_original_bucket_is_processed_once_with_no_api_call() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "big.png", &gradient_png(4000, 3000));
+    let out_path = s.bucket_file("resized", "resized/big_thumbnail.jpg");
+    let out = eventually(SECS_30, "the watcher's thumbnail", || async { std::fs::read(&out_path).ok() }).await;
+    assert_eq!(jpeg_dimensions(&out), Some((512, 384)), "4000×3000 → 512×384");
+    // Several more scans pass: still exactly one job for the file.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let jobs = orchestrator_list(&s).await;
+    assert_eq!(jobs.iter().filter(|j| j.source_key == "big.png").count(), 1, "one job per file");
+    s.stop().await;
+}
+
+async fn orchestrator_list(s: &TestServer) -> Vec<pipeline_core::orchestration::JobRecord> {
+    use pipeline_core::orchestration::Orchestrator;
+    s.stack.engine.list(100).await.expect("list")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_file_is_not_picked_up_until_it_settles() {
+    let s = TestServer::start(test_options()).await;
+    // Write the first half, pause longer than a scan, then the rest.
+    let png = gradient_png(800, 600);
+    let path = s.bucket_file("original", "slow.png");
+    std::fs::write(&path, &png[..png.len() / 2]).expect("half");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(&png[png.len() / 2..]).expect("rest");
+    }
+    let out_path = s.bucket_file("resized", "resized/slow_thumbnail.jpg");
+    let out = eventually(SECS_30, "thumbnail", || async { std::fs::read(&out_path).ok() }).await;
+    assert_eq!(jpeg_dimensions(&out), Some((512, 384)));
+    let jobs = orchestrator_list(&s).await;
+    let mine: Vec<_> = jobs.iter().filter(|j| j.source_key == "slow.png").collect();
+    assert_eq!(mine.len(), 1, "no job for the half-written file");
+    assert_eq!(mine[0].state, JobState::Success);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and_redrive() {
+    let mut options = test_options();
+    options.watch_bucket = None;
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "notes.jpg", b"these are my notes, not a photo\n");
+
+    let (status, body) = s.post_process("?wait=30", &seed_request("notes.jpg")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "NotAnImage");
+    let id = body["jobId"].as_str().expect("jobId").to_owned();
+    let job = s.job(&id).await;
+    assert_eq!((job.state, job.attempts), (JobState::Fail, 1), "permanent: one attempt, no retry");
+
+    let (ok, out, err) = run_cli(s.data_dir(), &["dlq", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("NotAnImage"), "dlq list shows the job and its reason:\n{out}");
+    let (ok, out, _) = run_cli(s.data_dir(), &["dlq", "show", &id]);
+    assert!(ok);
+    let shown: serde_json::Value = serde_json::from_str(&out).expect("show prints JSON");
+    assert_eq!(shown["deadLetter"]["history"].as_array().map(Vec::len), Some(3));
+
+    // Fix the source, redrive, and it succeeds.
+    s.drop_file("original", "notes.jpg", MYPHOTO);
+    let (ok, out, err) = run_cli(s.data_dir(), &["dlq", "redrive", "--all"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let job = s.wait_job(&id, SECS_30).await;
+    assert_eq!(job.state, JobState::Success);
+    assert!(s.bucket_file("resized", "resized/notes_thumbnail.jpg").is_file());
+    let (_, out, _) = run_cli(s.data_dir(), &["dlq", "list"]);
+    assert!(out.contains("empty"), "{out}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_faults_are_retried_with_growing_delays_then_succeed() {
+    let mut options = test_options();
+    options.faults = worker::faults::Faults::parse("fail-attempts=2").expect("faults");
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+    let (status, body) = s.post_process("?wait=30", &seed_request("myphoto.jpg")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let record: serde_json::Value = s
+        .http
+        .get(s.url(&format!("/jobs/{}", body["jobId"].as_str().expect("id"))))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["state"], "Success");
+    assert_eq!(record["attempts"], 3);
+    let history = record["history"].as_array().expect("history");
+    let delays: Vec<u64> =
+        history.iter().filter(|h| h["state"] == "Retry").map(|h| h["delayMs"].as_u64().expect("delay")).collect();
+    assert_eq!(delays, [200, 400], "exponential backoff between attempts");
+    let failures: Vec<_> = history.iter().filter_map(|h| h["error"]["code"].as_str()).collect();
+    assert_eq!(failures, ["InjectedFault", "InjectedFault"]);
+    // The attempts really were that far apart.
+    let at = |state: &str, n: usize| {
+        history.iter().filter(|h| h["state"] == state).nth(n).and_then(|h| h["at"].as_str()).expect("time").to_owned()
+    };
+    assert!(at("ProcessImage", 1) > at("Retry", 0) && at("ProcessImage", 2) > at("Retry", 1));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_and_the_server_stays_up() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+    let big =
+        format!(r#"{{"sourceBucket":"original","sourceKey":"{}","destinationBucket":"resized"}}"#, "x".repeat(70_000));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("", "{not json".into(), 400, "MalformedJson"),
+        ("", r#"{"sourceBucket":"original"}"#.into(), 400, "InvalidRequest"),
+        ("", r#"{"sourceBucket":1,"sourceKey":"a","destinationBucket":"resized"}"#.into(), 400, "InvalidRequest"),
+        ("", r#"{"sourceBucket":"private","sourceKey":"a.jpg","destinationBucket":"resized"}"#.into(), 403, "BucketNotAllowed"),
+        ("", r#"{"sourceBucket":"original","sourceKey":"a.jpg","destinationBucket":"elsewhere"}"#.into(), 403, "BucketNotAllowed"),
+        ("", seed_request("../etc/passwd"), 400, "InvalidKey"),
+        ("", seed_request("/abs.jpg"), 400, "InvalidKey"),
+        ("", seed_request("missing.jpg"), 404, "SourceNotFound"),
+        ("", big, 413, "PayloadTooLarge"),
+        ("?wait=soon", seed_request("myphoto.jpg"), 400, "InvalidWait"),
+        (
+            "",
+            r#"{"sourceBucket":"original","sourceKey":"myphoto.jpg","destinationBucket":"resized","renditions":[{"name":"x"}]}"#.into(),
+            400,
+            "InvalidRendition",
+        ),
+    ];
+    for (query, body, want_status, want_code) in cases {
+        let (status, json) = s.post_process(query, &body).await;
+        assert_eq!((status, json["error"]["code"].as_str()), (want_status, Some(want_code)), "{json}");
+        assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let resp = s.http.get(s.url("/jobs/nope")).send().await.expect("get");
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = s.http.get(s.url("/process")).send().await.expect("get");
+    assert_eq!(resp.status().as_u16(), 405);
+    let health = s.http.get(s.url("/healthz")).send().await.expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+    let metrics = s.http.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"imgpipe_queue_messages{queue="jobs",state="visible"}"#), "{metrics}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_renditions_come_out_in_one_job() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+    let body = serde_json::json!({
+        "sourceBucket": "original", "sourceKey": "myphoto.jpg", "destinationBucket": "resized",
+        "renditions": [
+            { "name": "small", "width": 128 },
+            { "name": "banner", "width": 300, "height": 100, "fit": "cover", "quality": 70 }
+        ]
+    });
+    let (status, resp) = s.post_process("?wait=30", &body.to_string()).await;
+    assert_eq!(status, 200, "{resp}");
+    let small = std::fs::read(s.bucket_file("resized", "resized/myphoto_small.jpg")).expect("small");
+    let banner = std::fs::read(s.bucket_file("resized", "resized/myphoto_banner.jpg")).expect("banner");
+    assert_eq!(jpeg_dimensions(&small), Some((128, 128)));
+    assert_eq!(jpeg_dimensions(&banner), Some((300, 100)));
+    assert_eq!(resp["outputs"].as_array().map(Vec::len), Some(2));
+    s.stop().await;
+}
