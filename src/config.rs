@@ -36,9 +36,9 @@ pub struct DataArgs {
     pub data_dir: PathBuf,
 }
 
-/// How the workflow retries and when it gives up on a worker.
+/// How the workflow retries retryable failures.
 #[derive(clap::Args, Debug, Clone)]
-pub struct EngineArgs {
+pub struct RetryArgs {
     /// Attempts per job, the first included.
     #[arg(long, env = "IMGPIPE_MAX_ATTEMPTS", default_value_t = 4)]
     pub max_attempts: u32,
@@ -51,6 +51,27 @@ pub struct EngineArgs {
     /// Draw each backoff uniformly under its ceiling (`full`) or wait the ceiling (`none`).
     #[arg(long, env = "IMGPIPE_RETRY_JITTER", default_value = "full", value_parser = ["full", "none"])]
     pub retry_jitter: String,
+}
+
+impl RetryArgs {
+    /// The retry policy.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            interval: self.retry_interval,
+            backoff_rate: 2.0,
+            max_delay: self.retry_max_delay,
+            jitter: if self.retry_jitter == "none" { Jitter::None } else { Jitter::Full },
+        }
+    }
+}
+
+/// How the workflow retries and when it gives up on a worker.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Retries of retryable failures.
+    #[command(flatten)]
+    pub retry: RetryArgs,
     /// An attempt with no report for this long counts as a lost worker.
     #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub task_timeout: Duration,
@@ -63,13 +84,7 @@ impl EngineArgs {
     /// The engine's configuration.
     pub fn config(&self) -> EngineConfig {
         EngineConfig {
-            retry: RetryPolicy {
-                max_attempts: self.max_attempts.max(1),
-                interval: self.retry_interval,
-                backoff_rate: 2.0,
-                max_delay: self.retry_max_delay,
-                jitter: if self.retry_jitter == "none" { Jitter::None } else { Jitter::Full },
-            },
+            retry: self.retry.policy(),
             task_timeout: self.task_timeout,
             heartbeat_timeout: self.heartbeat_timeout,
         }

@@ -2,6 +2,7 @@
 //! engine that runs it over SQLite ([`engine`]), and the dead-letter queue's tools
 //! ([`dead_letter`]).
 
+pub mod asl;
 pub mod dead_letter;
 pub mod engine;
 mod store;

@@ -40,6 +40,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// List recent jobs, or show one with its history.
     Jobs(jobs::JobsArgs),
+    /// Print the Step Functions definition of the workflow (Amazon States Language).
+    Asl(AslArgs),
     /// List, inspect, redrive or purge the dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -68,6 +70,24 @@ struct ServeArgs {
     engine: EngineArgs,
     #[command(flatten)]
     worker: WorkerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct AslArgs {
+    /// URL of the jobs queue, or a `${...}` substitution for templates.
+    #[arg(long, default_value = "${JobsQueueUrl}")]
+    jobs_queue_url: String,
+    /// URL of the dead-letter queue, or a `${...}` substitution.
+    #[arg(long, default_value = "${DeadLetterQueueUrl}")]
+    dead_letter_queue_url: String,
+    /// A worker silent this long is lost (HeartbeatSeconds).
+    #[arg(long, env = "IMGPIPE_HEARTBEAT_TIMEOUT", default_value = "2m", value_parser = crate::config::parse_duration)]
+    heartbeat_timeout: std::time::Duration,
+    /// The longest one attempt may take, queue wait included (TimeoutSeconds).
+    #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "15m", value_parser = crate::config::parse_duration)]
+    task_timeout: std::time::Duration,
+    #[command(flatten)]
+    retry: crate::config::RetryArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +155,17 @@ async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
             crate::serve::runner(&stack, &options).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
+        Command::Asl(args) => {
+            let options = orchestrator::asl::AslOptions {
+                jobs_queue_url: args.jobs_queue_url,
+                dead_letter_queue_url: args.dead_letter_queue_url,
+                retry: args.retry.policy(),
+                heartbeat: args.heartbeat_timeout,
+                timeout: args.task_timeout,
+            };
+            let definition = orchestrator::asl::definition(&options).map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&definition)?);
+        }
         Command::Submit(args) => return submit::run(data, args).await,
         Command::Jobs(args) => return jobs::run(data, args).await,
         Command::Dlq { command } => return dlq::run(data, command).await,

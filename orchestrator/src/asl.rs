@@ -1,0 +1,211 @@
+//! The Amazon States Language definition of `ImageProcessingWorkflow`, generated from the
+//! same [`RetryPolicy`] and state names the embedded engine runs, so the two cannot drift.
+//!
+//! `ProcessImage` sends the job with its task token to the jobs queue
+//! (`sqs:sendMessage.waitForTaskToken`) and waits for the worker's SendTaskSuccess or
+//! SendTaskFailure. Workers fail with one of two error names, so the retriers can tell
+//! them apart: [`PERMANENT_ERROR`] (never retried) and [`RETRYABLE_ERROR`] (retried
+//! with backoff and full jitter, as is a lost worker's heartbeat timeout). The cause is
+//! the [`JobError`](pipeline_core::JobError) as JSON.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::workflow::{Jitter, RetryPolicy, STATES, WORKFLOW_NAME};
+
+/// Error name of failures that retrying cannot fix.
+pub const PERMANENT_ERROR: &str = "imgpipe.Permanent";
+/// Error name of failures that may pass on another attempt.
+pub const RETRYABLE_ERROR: &str = "imgpipe.Retryable";
+/// The `status` a worker's SendTaskSuccess output carries.
+pub const SUCCEEDED: &str = "succeeded";
+
+/// What the generated definition needs to know.
+#[derive(Clone, Debug)]
+pub struct AslOptions {
+    /// URL of the jobs queue (a `${...}` substitution in templates).
+    pub jobs_queue_url: String,
+    /// URL of the dead-letter queue.
+    pub dead_letter_queue_url: String,
+    /// Retries of retryable failures.
+    pub retry: RetryPolicy,
+    /// A worker silent for this long is lost (must be below `timeout`).
+    pub heartbeat: Duration,
+    /// The longest one attempt may take, queue wait included.
+    pub timeout: Duration,
+}
+
+impl Default for AslOptions {
+    fn default() -> Self {
+        Self {
+            jobs_queue_url: "${JobsQueueUrl}".into(),
+            dead_letter_queue_url: "${DeadLetterQueueUrl}".into(),
+            retry: RetryPolicy::default(),
+            heartbeat: Duration::from_secs(120),
+            timeout: Duration::from_secs(900),
+        }
+    }
+}
+
+fn whole_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+/// The state machine definition.
+///
+/// # Errors
+/// A sentence when the options cannot make a sound definition (heartbeat not below the timeout).
+pub fn definition(options: &AslOptions) -> Result<Value, String> {
+    let (heartbeat, timeout) = (whole_secs(options.heartbeat), whole_secs(options.timeout));
+    if heartbeat >= timeout {
+        return Err(format!("HeartbeatSeconds ({heartbeat}) must be below TimeoutSeconds ({timeout})"));
+    }
+    let retry = &options.retry;
+    let mut retryable = json!({
+        "ErrorEquals": [RETRYABLE_ERROR, "States.HeartbeatTimeout", "States.Timeout"],
+        "IntervalSeconds": whole_secs(retry.interval),
+        "BackoffRate": retry.backoff_rate,
+        "MaxAttempts": retry.max_attempts.saturating_sub(1),
+        "MaxDelaySeconds": whole_secs(retry.max_delay),
+    });
+    if retry.jitter == Jitter::Full {
+        retryable["JitterStrategy"] = json!("FULL");
+    }
+    let states = json!({
+        "ProcessImage": {
+            "Type": "Task",
+            "Comment": "Queue the job with its task token; a worker reports with SendTaskSuccess/Failure and heartbeats.",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {
+                "QueueUrl": options.jobs_queue_url,
+                "MessageBody": {
+                    "v": 1,
+                    "jobId.$": "$.jobId",
+                    "sourceBucket.$": "$.sourceBucket",
+                    "sourceKey.$": "$.sourceKey",
+                    "destinationBucket.$": "$.destinationBucket",
+                    "renditions.$": "$.renditions",
+                    "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
+                    "taskToken.$": "$$.Task.Token"
+                }
+            },
+            "HeartbeatSeconds": heartbeat,
+            "TimeoutSeconds": timeout,
+            "ResultPath": "$.result",
+            "Retry": [
+                { "ErrorEquals": [PERMANENT_ERROR], "MaxAttempts": 0 },
+                retryable
+            ],
+            "Catch": [
+                { "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "DeadLetter" }
+            ],
+            "Next": "CheckResult"
+        },
+        "CheckResult": {
+            "Type": "Choice",
+            "Choices": [
+                { "Variable": "$.result.status", "StringEquals": SUCCEEDED, "Next": "Success" }
+            ],
+            "Default": "DeadLetter"
+        },
+        "Success": { "Type": "Succeed" },
+        "DeadLetter": {
+            "Type": "Task",
+            "Comment": "Put the job and its failure on the dead-letter queue.",
+            "Resource": "arn:aws:states:::sqs:sendMessage",
+            "Parameters": {
+                "QueueUrl": options.dead_letter_queue_url,
+                "MessageBody": {
+                    "v": 1,
+                    "source": "stepFunctions",
+                    "executionArn.$": "$$.Execution.Id",
+                    "job.$": "$",
+                    "enteredAt.$": "$$.State.EnteredTime"
+                }
+            },
+            "ResultPath": null,
+            "Next": "Fail"
+        },
+        "Fail": { "Type": "Fail", "Error": "ImageProcessingFailed", "Cause": "the job was dead-lettered" }
+    });
+    Ok(json!({
+        "Comment": format!("{WORKFLOW_NAME}: generated by `imgpipe asl` from the orchestrator's workflow definition"),
+        "StartAt": STATES[0].0,
+        "States": states,
+    }))
+}
+
+/// The states a definition can move to from `state` (its `Next`, `Default`, choices and catchers).
+pub fn successors(definition: &Value, state: &str) -> Vec<String> {
+    let s = &definition["States"][state];
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |v: &Value| {
+        if let Some(n) = v.as_str() {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_owned());
+            }
+        }
+    };
+    push(&s["Next"]);
+    push(&s["Default"]);
+    for list in ["Choices", "Catch"] {
+        for c in s[list].as_array().into_iter().flatten() {
+            push(&c["Next"]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::allows;
+
+    #[test]
+    fn the_definition_follows_the_workflow_table() {
+        let def = definition(&AslOptions::default()).expect("valid");
+        let names: Vec<&str> = def["States"].as_object().expect("states").keys().map(String::as_str).collect();
+        for (state, _) in STATES {
+            if *state != "Retry" {
+                assert!(names.contains(state), "{state} missing");
+            }
+        }
+        assert_eq!(def["StartAt"], "ProcessImage");
+        for from in &names {
+            for to in successors(&def, from) {
+                // Retry is the task's own retrier in ASL, so ProcessImage may skip straight to DeadLetter.
+                let ok = allows(from, &to) || (*from == "ProcessImage" && to == "DeadLetter");
+                assert!(ok, "{from} -> {to} is not in the workflow");
+            }
+        }
+    }
+
+    #[test]
+    fn retriers_put_permanent_errors_first_and_carry_the_policy() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            interval: Duration::from_secs(3),
+            backoff_rate: 2.0,
+            max_delay: Duration::from_secs(40),
+            jitter: Jitter::Full,
+        };
+        let def = definition(&AslOptions { retry: policy, ..AslOptions::default() }).expect("valid");
+        let task = &def["States"]["ProcessImage"];
+        assert_eq!(task["Resource"], "arn:aws:states:::sqs:sendMessage.waitForTaskToken");
+        assert_eq!(task["Parameters"]["MessageBody"]["taskToken.$"], "$$.Task.Token");
+        let retry = task["Retry"].as_array().expect("retriers");
+        assert_eq!(retry[0], json!({ "ErrorEquals": [PERMANENT_ERROR], "MaxAttempts": 0 }));
+        assert_eq!(retry[1]["MaxAttempts"], 4, "attempts in all minus the first");
+        assert_eq!((retry[1]["IntervalSeconds"].as_u64(), retry[1]["MaxDelaySeconds"].as_u64()), (Some(3), Some(40)));
+        assert_eq!(retry[1]["JitterStrategy"], "FULL");
+        assert!(retry[1]["ErrorEquals"].as_array().expect("names").contains(&json!("States.HeartbeatTimeout")));
+        assert!(task["HeartbeatSeconds"].as_u64() < task["TimeoutSeconds"].as_u64());
+    }
+
+    #[test]
+    fn a_heartbeat_not_below_the_timeout_is_refused() {
+        let bad = AslOptions { heartbeat: Duration::from_secs(900), ..AslOptions::default() };
+        assert!(definition(&bad).is_err());
+    }
+}
