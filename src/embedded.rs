@@ -1,23 +1,18 @@
-//! The embedded deployment in one value: the SQLite file, the folder buckets, the three
-//! queues and the engine, all opened from one data dir. Every command that works on a
-//! data dir (`serve`, `worker`, `submit`, `jobs`, `dlq`) starts here.
+//! A deployment opened from one data dir and the backend flags: the SQLite file (the
+//! embedded orchestrator's job store, and the queues unless they are on SQS), the buckets,
+//! the queues and the engine. Every command that works on jobs starts here.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator::{EmbeddedEngine, EngineConfig, Queues};
+use orchestrator::{EmbeddedEngine, EngineConfig};
+use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::queue::Queue;
-use pipeline_core::queue::sqlite::{RedrivePolicy, SqliteQueue};
 use pipeline_core::sqlite::Db;
 
-/// Queue of jobs for the workers.
-pub const JOBS_QUEUE: &str = "jobs";
-/// Queue of the workers' reports to the orchestrator.
-pub const REPORTS_QUEUE: &str = "reports";
-/// The dead-letter queue.
-pub const DEAD_LETTER_QUEUE: &str = "dlq";
+use crate::backends::{BackendArgs, Backends};
 
 /// Everything on one data dir.
 #[derive(Clone, Debug)]
@@ -26,40 +21,50 @@ pub struct Embedded {
     pub data_dir: PathBuf,
     /// The SQLite file's handle.
     pub db: Db,
-    /// The folder buckets.
-    pub blobs: Arc<LocalBlobStore>,
+    /// The buckets and queues.
+    pub backends: Backends,
     /// The orchestrator.
     pub engine: EmbeddedEngine,
 }
 
 impl Embedded {
-    /// Opens (creating if needed) the deployment in `data_dir`. A job message delivered
-    /// more than `max_receive_count` times is failed by the worker; one more delivery and
-    /// the jobs queue itself moves it to the dead-letter queue.
+    /// Opens the all-local deployment in `data_dir` (folders, SQLite queues).
     ///
     /// # Errors
     /// The folder or the SQLite file cannot be opened.
-    pub fn open(data_dir: &Path, config: EngineConfig, max_receive_count: u32) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-        let db_path = data_dir.join("imgpipe.db");
-        let db = Db::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
-        let open = |name: &str| SqliteQueue::open(&db, name).with_context(|| format!("cannot open queue {name}"));
-        let jobs = open(JOBS_QUEUE)?.with_redrive(RedrivePolicy {
-            dead_letter_queue: DEAD_LETTER_QUEUE.into(),
-            max_receive_count: max_receive_count.saturating_add(1),
-        });
-        let queues = Queues {
-            jobs: Arc::new(jobs),
-            reports: Arc::new(open(REPORTS_QUEUE)?),
-            dead_letters: Arc::new(open(DEAD_LETTER_QUEUE)?),
-        };
-        let engine = EmbeddedEngine::open(&db, queues, config).context("cannot open the job store")?;
-        Ok(Self { data_dir: data_dir.to_owned(), db, blobs: Arc::new(LocalBlobStore::new(data_dir)), engine })
+    pub async fn open(data_dir: &Path, config: EngineConfig, max_receive_count: u32) -> anyhow::Result<Self> {
+        Self::open_with(data_dir, &BackendArgs::default(), config, max_receive_count).await
+    }
+
+    /// Opens the deployment in `data_dir` on the backends `args` choose.
+    ///
+    /// # Errors
+    /// The folder, the SQLite file or a backend cannot be opened.
+    pub async fn open_with(
+        data_dir: &Path,
+        args: &BackendArgs,
+        config: EngineConfig,
+        max_receive_count: u32,
+    ) -> anyhow::Result<Self> {
+        let db = crate::backends::open_db(data_dir)?;
+        let backends = args.open(data_dir, Some(&db), max_receive_count).await?;
+        let engine = EmbeddedEngine::open(&db, backends.queues.clone(), config).context("cannot open the job store")?;
+        Ok(Self { data_dir: data_dir.to_owned(), db, backends, engine })
+    }
+
+    /// The object store.
+    pub fn blobs(&self) -> Arc<dyn BlobStore> {
+        Arc::clone(&self.backends.blobs)
+    }
+
+    /// The folder store, when buckets are local.
+    pub fn local_blobs(&self) -> Option<&Arc<LocalBlobStore>> {
+        self.backends.local_blobs.as_ref()
     }
 
     /// The three queues, for metrics.
     pub fn all_queues(&self) -> Vec<Arc<dyn Queue>> {
-        let q = self.engine.queues();
+        let q = &self.backends.queues;
         vec![Arc::clone(&q.jobs), Arc::clone(&q.reports), Arc::clone(&q.dead_letters)]
     }
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator::EngineConfig;
+use orchestrator::{EngineConfig, Queues};
+use pipeline_core::blob::BlobStore;
+use pipeline_core::queue::Queue;
 use producer::api::{self, ApiState};
 use producer::intake::Intake;
 use producer::watcher::FolderWatcher;
@@ -15,17 +17,20 @@ use worker::report::QueueReporter;
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
 use crate::embedded::Embedded;
+use crate::s3_intake::S3EventIntake;
 
 /// What `serve` runs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Buckets jobs may use; each is created if missing.
+    /// Buckets jobs may use; local ones are created if missing.
     pub allowed_buckets: Vec<String>,
-    /// The bucket the folder watcher watches, if any.
+    /// The local bucket the folder watcher watches, if any.
     pub watch_bucket: Option<String>,
-    /// Where the watcher's jobs write.
+    /// The queue of S3 ObjectCreated notifications to make jobs from, if any.
+    pub s3_events_queue: Option<Arc<dyn Queue>>,
+    /// Where the watcher's and the S3 events' jobs write.
     pub destination_bucket: String,
     /// Workflow pacing.
     pub engine: EngineConfig,
@@ -49,13 +54,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the data dir and binds the listener.
+    /// Creates the local buckets and binds the listener.
     ///
     /// # Errors
-    /// The data dir cannot be opened or the address cannot be bound.
+    /// A bucket cannot be created or the address cannot be bound.
     pub async fn bind(stack: Embedded, options: ServeOptions) -> anyhow::Result<Self> {
-        for bucket in &options.allowed_buckets {
-            stack.blobs.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
+        if let Some(local) = stack.local_blobs() {
+            for bucket in &options.allowed_buckets {
+                local.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
+            }
         }
         let listener =
             TcpListener::bind(options.listen).await.with_context(|| format!("cannot listen on {}", options.listen))?;
@@ -63,7 +70,7 @@ impl Server {
         Ok(Self { addr, listener, stack, options })
     }
 
-    /// Runs the API, the watcher, the orchestrator and the workers until `shutdown`.
+    /// Runs the API, the intakes, the orchestrator and the workers until `shutdown`.
     ///
     /// # Errors
     /// The HTTP server failed.
@@ -71,25 +78,28 @@ impl Server {
         let Server { listener, stack, options, .. } = self;
         let intake = Intake {
             orchestrator: Arc::new(stack.engine.clone()),
-            blobs: stack.blobs.clone(),
+            blobs: stack.blobs(),
             allowed_buckets: options.allowed_buckets.clone(),
         };
         let mut parts = tokio::task::JoinSet::new();
-        if let Some(bucket) = &options.watch_bucket {
-            let watcher = FolderWatcher::new(
-                &stack.db,
-                stack.blobs.bucket_dir(bucket),
-                bucket,
-                &options.destination_bucket,
-                intake.clone(),
-            )?;
+        if let (Some(bucket), Some(local)) = (&options.watch_bucket, stack.local_blobs()) {
+            let dir = local.bucket_dir(bucket);
+            let watcher = FolderWatcher::new(&stack.db, dir, bucket, &options.destination_bucket, intake.clone())?;
             parts.spawn(watcher.run(shutdown.clone()));
+        }
+        if let Some(events) = &options.s3_events_queue {
+            let s3 = S3EventIntake {
+                events: Arc::clone(events),
+                intake: intake.clone(),
+                destination_bucket: options.destination_bucket.clone(),
+            };
+            parts.spawn(s3.run(shutdown.clone()));
         }
         let engine = stack.engine.clone();
         let token = shutdown.clone();
         parts.spawn(async move { engine.run(token).await });
         if options.runner.concurrency > 0 {
-            parts.spawn(runner(&stack, &options).run(shutdown.clone()));
+            parts.spawn(runner(&stack.backends.queues, stack.blobs(), &options).run(shutdown.clone()));
         }
         let app = api::router(ApiState::new(intake, stack.all_queues()));
         let token = shutdown.clone();
@@ -100,15 +110,14 @@ impl Server {
     }
 }
 
-/// The worker loop of a deployment.
-pub fn runner(stack: &Embedded, options: &ServeOptions) -> Runner {
-    let queues = stack.engine.queues();
+/// The worker loop on these queues and this store.
+pub fn runner(queues: &Queues, blobs: Arc<dyn BlobStore>, options: &ServeOptions) -> Runner {
     Runner {
         jobs: Arc::clone(&queues.jobs),
         dead_letters: Arc::clone(&queues.dead_letters),
         reporter: Arc::new(QueueReporter::new(Arc::clone(&queues.reports))),
         deps: Arc::new(WorkerDeps {
-            blobs: stack.blobs.clone(),
+            blobs,
             limits: options.limits,
             cache_control: options.cache_control.clone(),
             faults: options.faults,

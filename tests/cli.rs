@@ -44,14 +44,14 @@ fn bad_flags_and_unsafe_commands_are_refused() {
     assert!(!ok && err.contains("unrecognized subcommand"), "{err}");
 }
 
-#[test]
-fn submit_then_jobs_and_purge_need_confirmation() {
+#[tokio::test]
+async fn submit_then_jobs_and_purge_need_confirmation() {
     let dir = TempDir::new().expect("tempdir");
     let photo = dir.path().join("myphoto.jpg");
     std::fs::write(&photo, common::MYPHOTO).expect("photo");
     let data = dir.path().join("data");
     // `submit` needs a data dir that `serve` made; make one the same way.
-    imgpipe::embedded::Embedded::open(&data, orchestrator::EngineConfig::default(), 5).expect("data dir");
+    imgpipe::embedded::Embedded::open(&data, orchestrator::EngineConfig::default(), 5).await.expect("data dir");
     let (ok, out, err) = run_cli(&data, &["submit", photo.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
     let id = out.split_whitespace().last().expect("job id").to_owned();

@@ -147,7 +147,8 @@ async fn permanent_failure_dead_letters_with_history_and_redrive_restarts() {
     // Listing neither loses nor hides the message.
     assert_eq!(dead_letter::list(r.dlq.as_ref()).await.expect("list again").len(), 1);
 
-    let redriven = dead_letter::redrive(r.dlq.as_ref(), &r.engine, std::slice::from_ref(&job.job_id)).await.expect("redrive");
+    let redriven =
+        dead_letter::redrive(r.dlq.as_ref(), &r.engine, std::slice::from_ref(&job.job_id)).await.expect("redrive");
     assert_eq!(redriven.len(), 1);
     assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
     let again = take_job(r.jobs.as_ref()).await;

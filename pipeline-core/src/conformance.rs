@@ -35,7 +35,14 @@ pub async fn queue_send_receive_delete(q: &dyn Queue) {
     for i in 0..3 {
         q.send(&format!("m{i}"), Duration::ZERO).await.unwrap();
     }
-    let got = q.receive(10, SEC, 30 * SEC).await.unwrap();
+    // SQS may return fewer than are there; keep receiving until all three are in hand.
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        if got.len() >= 3 {
+            break;
+        }
+        got.extend(q.receive(10, SEC, 30 * SEC).await.unwrap());
+    }
     let mut bodies: Vec<_> = got.iter().map(|m| m.body.clone()).collect();
     bodies.sort();
     assert_eq!(bodies, ["m0", "m1", "m2"]);
@@ -43,7 +50,8 @@ pub async fn queue_send_receive_delete(q: &dyn Queue) {
     for m in &got {
         q.delete(&m.receipt).await.unwrap();
     }
-    assert!(matches!(q.delete(&got[0].receipt).await, Err(QueueError::ReceiptInvalid)));
+    // Deleting again is harmless: SQS accepts the stale receipt, a stricter backend refuses it.
+    assert!(matches!(q.delete(&got[0].receipt).await, Ok(()) | Err(QueueError::ReceiptInvalid)));
     assert!(q.receive(10, NO_WAIT, 30 * SEC).await.unwrap().is_empty());
     assert!(q.receive(11, NO_WAIT, SEC).await.is_err(), "batches over 10 are refused");
 }
@@ -60,7 +68,6 @@ pub async fn queue_visibility(q: &dyn Queue) {
     assert_eq!(again.message_id, first.message_id);
     assert_eq!(again.receive_count, 2);
     assert_ne!(again.receipt, first.receipt);
-    assert!(matches!(q.delete(&first.receipt).await, Err(QueueError::ReceiptInvalid)), "old receipt is stale");
 
     // Extend: still hidden past the original timeout.
     q.change_visibility(&again.receipt, 3 * SEC).await.unwrap();
@@ -71,6 +78,23 @@ pub async fn queue_visibility(q: &dyn Queue) {
     let third = q.receive(1, SEC, 30 * SEC).await.unwrap().pop().expect("released");
     assert_eq!(third.receive_count, 3);
     q.delete(&third.receipt).await.unwrap();
+}
+
+/// For backends that track deliveries (not SQS): the receipt of an earlier delivery and
+/// the receipt of a deleted message are refused with [`QueueError::ReceiptInvalid`], and
+/// the earlier receipt leaves the current delivery alone. SQS accepts both without an
+/// error (and the emulator deletes the message by an earlier receipt).
+pub async fn queue_stale_receipts(q: &dyn Queue) {
+    q.send("s", Duration::ZERO).await.unwrap();
+    let first = q.receive(1, SEC, SEC).await.unwrap().pop().unwrap();
+    let again = q.receive(1, 4 * SEC, 30 * SEC).await.unwrap().pop().expect("redelivered after the timeout");
+    assert!(matches!(q.delete(&first.receipt).await, Err(QueueError::ReceiptInvalid)), "old receipt is stale");
+    assert!(
+        matches!(q.change_visibility(&first.receipt, Duration::ZERO).await, Err(QueueError::ReceiptInvalid)),
+        "old receipt cannot release the current delivery"
+    );
+    q.delete(&again.receipt).await.expect("the current delivery is still there");
+    assert!(matches!(q.delete(&again.receipt).await, Err(QueueError::ReceiptInvalid)), "deleted receipt is stale");
 }
 
 /// A delayed message is invisible until its delay passes; a long poll waits for it.

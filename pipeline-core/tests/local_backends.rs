@@ -30,6 +30,12 @@ async fn sqlite_visibility() {
 }
 
 #[tokio::test]
+async fn sqlite_stale_receipts() {
+    let dir = TempDir::new().expect("tempdir");
+    conformance::queue_stale_receipts(&queue(&dir, "q")).await;
+}
+
+#[tokio::test]
 async fn sqlite_delay() {
     let dir = TempDir::new().expect("tempdir");
     conformance::queue_delay(&queue(&dir, "q")).await;

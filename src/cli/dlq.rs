@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use orchestrator::dead_letter::{self, DlqItem};
 
-use crate::config::DataArgs;
+use crate::embedded::Embedded;
 
 /// The dead-letter queue's commands.
 #[derive(clap::Subcommand, Debug)]
@@ -49,9 +49,8 @@ fn reason(item: &DlqItem) -> (String, String, String, u32) {
     }
 }
 
-pub(crate) async fn run(data: &DataArgs, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let stack = super::open(data)?;
-    let dlq = std::sync::Arc::clone(&stack.engine.queues().dead_letters);
+pub(crate) async fn run(stack: &Embedded, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let dlq = std::sync::Arc::clone(&stack.backends.queues.dead_letters);
     match command {
         DlqCommand::List { json } => {
             let items = dead_letter::list(dlq.as_ref()).await?;

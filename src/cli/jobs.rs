@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use pipeline_core::orchestration::Orchestrator;
 
-use crate::config::DataArgs;
+use crate::embedded::Embedded;
 
 /// Arguments of `imgpipe jobs`.
 #[derive(clap::Args, Debug)]
@@ -19,8 +19,7 @@ pub struct JobsArgs {
     json: bool,
 }
 
-pub(crate) async fn run(data: &DataArgs, args: JobsArgs) -> anyhow::Result<ExitCode> {
-    let stack = super::open(data)?;
+pub(crate) async fn run(stack: &Embedded, args: JobsArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.id {
         let Some(record) = stack.engine.get(&id).await? else {
             eprintln!("imgpipe: no job {id:?}");

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::backends::BackendArgs;
 use crate::config::{DataArgs, EngineArgs, WorkerArgs};
 use crate::embedded::Embedded;
 use crate::serve::{ServeOptions, Server, cancel_on_signals};
@@ -21,6 +22,8 @@ use crate::serve::{ServeOptions, Server, cancel_on_signals};
 pub struct Cli {
     #[command(flatten)]
     data: DataArgs,
+    #[command(flatten)]
+    backends: BackendArgs,
     /// Log filter (`info`, `debug`, `imgpipe=debug,worker=trace`, ...).
     #[arg(long, env = "IMGPIPE_LOG", default_value = "info", global = true)]
     log: String,
@@ -63,9 +66,12 @@ struct ServeArgs {
     /// Where renditions of watched images go.
     #[arg(long, env = "IMGPIPE_DESTINATION_BUCKET", default_value = "resized")]
     destination_bucket: String,
-    /// Do not watch the source bucket's folder.
+    /// Do not watch the source bucket's folder (local buckets only).
     #[arg(long, env = "IMGPIPE_NO_WATCH")]
     no_watch: bool,
+    /// Make jobs from the S3 ObjectCreated notifications on this SQS queue (name or URL).
+    #[arg(long, env = "IMGPIPE_S3_EVENTS_QUEUE")]
+    s3_events_queue: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -102,7 +108,7 @@ pub fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(run(&cli.data, cli.command)),
+        Ok(rt) => rt.block_on(run(&cli.data, &cli.backends, cli.command)),
         Err(e) => Err(e.into()),
     };
     result.unwrap_or_else(|e| {
@@ -116,6 +122,7 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
         listen: args.listen,
         allowed_buckets: args.allowed_buckets.clone(),
         watch_bucket: (!args.no_watch).then(|| args.source_bucket.clone()),
+        s3_events_queue: None,
         destination_bucket: args.destination_bucket.clone(),
         engine: args.engine.config(),
         runner: args.worker.runner(),
@@ -125,11 +132,16 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
     }
 }
 
-async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
+async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let options = serve_options(&args);
-            let stack = Embedded::open(&data.data_dir, options.engine, args.worker.max_receive_count)?;
+            let mut options = serve_options(&args);
+            let stack =
+                Embedded::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
+            if let Some(name) = &args.s3_events_queue {
+                let aws = stack.backends.aws.clone().unwrap_or(pipeline_aws::AwsBackends::from_env().await);
+                options.s3_events_queue = Some(aws.queue(name).await?);
+            }
             let server = Server::bind(stack, options).await?;
             println!("imgpipe serving on http://{} (data dir {})", server.addr, data.data_dir.display());
             let shutdown = CancellationToken::new();
@@ -138,11 +150,12 @@ async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Worker(args) => {
             let w = &args.worker;
-            let stack = Embedded::open(&data.data_dir, orchestrator::EngineConfig::default(), w.max_receive_count)?;
+            let opened = backends.open(&data.data_dir, None, w.max_receive_count).await?;
             let options = ServeOptions {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 allowed_buckets: Vec::new(),
                 watch_bucket: None,
+                s3_events_queue: None,
                 destination_bucket: String::new(),
                 engine: orchestrator::EngineConfig::default(),
                 runner: w.runner(),
@@ -152,7 +165,7 @@ async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
             };
             let shutdown = CancellationToken::new();
             cancel_on_signals(shutdown.clone());
-            crate::serve::runner(&stack, &options).run(shutdown).await;
+            crate::serve::runner(&opened.queues, opened.blobs, &options).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
         Command::Asl(args) => {
@@ -166,18 +179,18 @@ async fn run(data: &DataArgs, command: Command) -> anyhow::Result<ExitCode> {
             let definition = orchestrator::asl::definition(&options).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&definition)?);
         }
-        Command::Submit(args) => return submit::run(data, args).await,
-        Command::Jobs(args) => return jobs::run(data, args).await,
-        Command::Dlq { command } => return dlq::run(data, command).await,
+        Command::Submit(args) => return submit::run(&open(data, backends).await?, args).await,
+        Command::Jobs(args) => return jobs::run(&open(data, backends).await?, args).await,
+        Command::Dlq { command } => return dlq::run(&open(data, backends).await?, command).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the data dir for a short command (no workers, default pacing).
-fn open(data: &DataArgs) -> anyhow::Result<Embedded> {
+async fn open(data: &DataArgs, backends: &BackendArgs) -> anyhow::Result<Embedded> {
     if !data.data_dir.join("imgpipe.db").exists() {
         anyhow::bail!("{} holds no imgpipe data (run `imgpipe serve --data-dir ...` first)", data.data_dir.display());
     }
     // Short commands never receive jobs, so the jobs queue's redrive setting is moot here.
-    Embedded::open(&data.data_dir, orchestrator::EngineConfig::default(), 5)
+    Embedded::open_with(&data.data_dir, backends, orchestrator::EngineConfig::default(), 5).await
 }

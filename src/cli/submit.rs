@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use pipeline_core::blob::{BlobStore, PutOptions, guess_content_type};
+use pipeline_core::blob::{PutOptions, guess_content_type};
 use pipeline_core::orchestration::{JobState, Orchestrator};
 use producer::intake::{Intake, ProcessRequest};
 
-use crate::config::{DataArgs, parse_duration};
+use crate::config::parse_duration;
+use crate::embedded::Embedded;
 
 /// Arguments of `imgpipe submit`.
 #[derive(clap::Args, Debug)]
@@ -36,11 +37,10 @@ pub struct SubmitArgs {
     timeout: Duration,
 }
 
-pub(crate) async fn run(data: &DataArgs, args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let stack = super::open(data)?;
+pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake {
         orchestrator: std::sync::Arc::new(stack.engine.clone()),
-        blobs: stack.blobs.clone(),
+        blobs: stack.blobs(),
         allowed_buckets: vec![args.bucket.clone(), args.destination.clone()],
     };
     let mut failed = false;
@@ -53,7 +53,7 @@ pub(crate) async fn run(data: &DataArgs, args: SubmitArgs) -> anyhow::Result<Exi
         let key = format!("{}{name}", args.prefix);
         let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let options = PutOptions { content_type: Some(guess_content_type(&key).into()), cache_control: None };
-        stack.blobs.put(&args.bucket, &key, Bytes::from(body), &options).await?;
+        stack.blobs().put(&args.bucket, &key, Bytes::from(body), &options).await?;
         let request = ProcessRequest {
             source_bucket: args.bucket.clone(),
             source_key: key.clone(),
@@ -62,8 +62,10 @@ pub(crate) async fn run(data: &DataArgs, args: SubmitArgs) -> anyhow::Result<Exi
         };
         match intake.submit(request).await {
             Ok(job) => {
-                let path = stack.blobs.bucket_dir(&args.bucket).join(&key);
-                producer::watcher::mark_submitted(&stack.db, &args.bucket, &key, &path, &job.job_id).await?;
+                if let Some(local) = stack.local_blobs() {
+                    let path = local.bucket_dir(&args.bucket).join(&key);
+                    producer::watcher::mark_submitted(&stack.db, &args.bucket, &key, &path, &job.job_id).await?;
+                }
                 println!("submitted {} as job {}", file.display(), job.job_id);
                 jobs.push(job.job_id);
             }

@@ -34,6 +34,7 @@ pub fn test_options() -> ServeOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         allowed_buckets: vec!["original".into(), "resized".into()],
         watch_bucket: Some("original".into()),
+        s3_events_queue: None,
         destination_bucket: "resized".into(),
         engine: EngineConfig {
             retry: RetryPolicy {
@@ -63,7 +64,7 @@ pub fn test_options() -> ServeOptions {
 impl TestServer {
     pub async fn start(options: ServeOptions) -> Self {
         let dir = TempDir::new().unwrap();
-        let stack = Embedded::open(dir.path(), options.engine, options.runner.max_receive_count).unwrap();
+        let stack = Embedded::open(dir.path(), options.engine, options.runner.max_receive_count).await.unwrap();
         let server = Server::bind(stack.clone(), options).await.unwrap();
         let addr = server.addr;
         let shutdown = CancellationToken::new();

@@ -110,8 +110,11 @@ pub trait Queue: Send + Sync + Debug {
 
     /// Deletes the delivery named by `receipt`.
     ///
+    /// Do not rely on a stale receipt being refused: SQS accepts the receipt of a deleted
+    /// message, and of an earlier delivery (which real SQS ignores and the emulator obeys).
+    ///
     /// # Errors
-    /// [`QueueError::ReceiptInvalid`] when the delivery is no longer current.
+    /// [`QueueError::ReceiptInvalid`] when the backend knows the delivery is no longer current.
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
 
     /// Hides the delivery for `timeout` from now (0 releases it at once).

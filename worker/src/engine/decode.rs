@@ -7,10 +7,10 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::detect::SourceFormat;
 use super::error::from_image_error;
-use super::geometry::{Plan, dct_shrink};
+use super::geometry::{Plan, any_shrink, dct_shrink};
 use super::metadata::{ExifSummary, parse_exif, xmp_has_gps};
 use super::pixels::Pixels;
-use super::{EngineError, Limits, jpeg};
+use super::{EngineError, Limits, jpeg, webp_native};
 
 /// What the header says, known before any pixel is decoded.
 #[derive(Clone, Debug)]
@@ -155,6 +155,16 @@ fn decode_with_image(
         progressive: None,
     };
     let plans = on_header(&probe)?;
+    if format == SourceFormat::Webp {
+        drop(dec);
+        if let Some(pixels) = webp_native::decode(input, any_shrink(&plans))? {
+            return Ok(Decoded { probe, pixels, plans });
+        }
+        // Animated: the `image` decoder gives the first frame.
+        let dec = ImageReader::with_format(Cursor::new(input), ImageFormat::WebP).into_decoder();
+        let img = DynamicImage::from_decoder(dec.map_err(from_image_error)?).map_err(from_image_error)?;
+        return Ok(Decoded { probe, pixels: to_pixels(img), plans });
+    }
     let img = DynamicImage::from_decoder(dec).map_err(from_image_error)?;
     Ok(Decoded { probe, pixels: to_pixels(img), plans })
 }

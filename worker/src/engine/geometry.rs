@@ -93,16 +93,26 @@ pub fn plan(r: &Rendition, width: u32, height: u32, orientation: u8) -> Result<P
     Ok(Plan { out_w: ow, out_h: oh, crop })
 }
 
-/// The largest JPEG DCT shrink (1, 2, 4 or 8) that still leaves the resampler at least 2× to
-/// reduce for every plan, so quality stays Lanczos-grade while decoding does less work.
+/// How much the decoder may shrink the source while still leaving the resampler at least 2×
+/// to reduce for every plan (1.0 or more; 1.0 means decode at full size).
+pub fn prescale_limit(plans: &[Plan]) -> f64 {
+    plans
+        .iter()
+        .map(|p| (p.crop.w / f64::from(p.out_w)).min(p.crop.h / f64::from(p.out_h)) / 2.0)
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0)
+}
+
+/// The largest JPEG DCT shrink (1, 2, 4 or 8) within [`prescale_limit`], so quality stays
+/// Lanczos-grade while decoding does less work.
 pub fn dct_shrink(plans: &[Plan]) -> u32 {
-    [8u32, 4, 2]
-        .into_iter()
-        .find(|&d| {
-            let d = f64::from(d);
-            plans.iter().all(|p| p.crop.w / d >= 2.0 * f64::from(p.out_w) && p.crop.h / d >= 2.0 * f64::from(p.out_h))
-        })
-        .unwrap_or(1)
+    let limit = prescale_limit(plans);
+    [8u32, 4, 2].into_iter().find(|&d| f64::from(d) <= limit).unwrap_or(1)
+}
+
+/// The integer shrink for decoders that scale by any factor (libwebp), within [`prescale_limit`].
+pub fn any_shrink(plans: &[Plan]) -> u32 {
+    prescale_limit(plans).floor().min(f64::from(u16::MAX)) as u32
 }
 
 #[cfg(test)]
@@ -116,24 +126,24 @@ mod tests {
 
     #[test]
     fn inside_keeps_aspect_and_never_enlarges() {
-        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 4000, 3000, 1).unwrap();
+        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 4000, 3000, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (512, 384));
-        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 300, 200, 1).unwrap();
+        let p = plan(&r(Some(512), Some(512), Fit::Inside, false), 300, 200, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (300, 200));
-        let p = plan(&r(Some(600), None, Fit::Inside, true), 300, 200, 1).unwrap();
+        let p = plan(&r(Some(600), None, Fit::Inside, true), 300, 200, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (600, 400));
-        let p = plan(&r(None, Some(100), Fit::Inside, false), 4000, 3000, 1).unwrap();
+        let p = plan(&r(None, Some(100), Fit::Inside, false), 4000, 3000, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (133, 100));
     }
 
     #[test]
     fn cover_crops_centre_and_fill_stretches() {
-        let p = plan(&r(Some(200), Some(200), Fit::Cover, false), 400, 200, 1).unwrap();
+        let p = plan(&r(Some(200), Some(200), Fit::Cover, false), 400, 200, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (200, 200));
         assert_eq!(p.crop, Crop { x: 100.0, y: 0.0, w: 200.0, h: 200.0 });
-        let p = plan(&r(Some(500), Some(500), Fit::Cover, false), 400, 200, 1).unwrap();
+        let p = plan(&r(Some(500), Some(500), Fit::Cover, false), 400, 200, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (200, 200));
-        let p = plan(&r(Some(100), Some(300), Fit::Fill, false), 400, 200, 1).unwrap();
+        let p = plan(&r(Some(100), Some(300), Fit::Fill, false), 400, 200, 1).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (67, 200));
         assert_eq!(p.crop.w, 400.0);
     }
@@ -141,20 +151,22 @@ mod tests {
     #[test]
     fn rotated_sources_plan_in_stored_axes() {
         // Stored 400×200, orientation 6: upright 200×400; a 100×100 inside box → upright 50×100.
-        let p = plan(&r(Some(100), Some(100), Fit::Inside, false), 400, 200, 6).unwrap();
+        let p = plan(&r(Some(100), Some(100), Fit::Inside, false), 400, 200, 6).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (100, 50));
-        let p = plan(&r(Some(100), Some(50), Fit::Cover, false), 400, 200, 8).unwrap();
+        let p = plan(&r(Some(100), Some(50), Fit::Cover, false), 400, 200, 8).expect("test input is valid");
         assert_eq!((p.out_w, p.out_h), (50, 100));
         assert_eq!((p.crop.w, p.crop.h), (100.0, 200.0));
     }
 
     #[test]
     fn shrink_leaves_two_x() {
-        let plan_for = |w, h, b| plan(&r(Some(b), Some(b), Fit::Inside, false), w, h, 1).unwrap();
+        let plan_for = |w, h, b| plan(&r(Some(b), Some(b), Fit::Inside, false), w, h, 1).expect("test input is valid");
         assert_eq!(dct_shrink(&[plan_for(4000, 3000, 512)]), 2);
         assert_eq!(dct_shrink(&[plan_for(4096, 4096, 256)]), 8);
         assert_eq!(dct_shrink(&[plan_for(4096, 4096, 512)]), 4);
         assert_eq!(dct_shrink(&[plan_for(4096, 4096, 128), plan_for(4096, 4096, 1600)]), 1);
         assert_eq!(dct_shrink(&[plan_for(300, 200, 512)]), 1);
+        assert_eq!(any_shrink(&[plan_for(4096, 4096, 512)]), 4);
+        assert_eq!(any_shrink(&[plan_for(4096, 4096, 300)]), 6);
     }
 }

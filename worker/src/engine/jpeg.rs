@@ -95,6 +95,67 @@ fn is_benign_warning(msg: &str) -> bool {
             || msg.contains("thumbnail image size"))
 }
 
+/// For a progressive JPEG decoded at 1/8 scale, where luma goes through a 1×1 inverse DCT that
+/// reads only the DC coefficient, returns a copy without the luma AC scans: same pixels, a
+/// fraction of the Huffman decoding. Chroma scans stay (subsampled chroma is decoded at 2×2 and
+/// needs its first AC coefficients). `None` when the stream does not end cleanly (the full
+/// decode then reports why) or has no recognisable frame header.
+fn without_ac_scans(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len() / 2);
+    let mut luma_id = None;
+    let mut kept_luma_ac = false;
+    let mut pos = 2;
+    out.extend_from_slice(&bytes[..2]);
+    loop {
+        let marker = *bytes.get(pos + 1)?;
+        if bytes[pos] != 0xFF {
+            return None;
+        }
+        if marker == 0xFF {
+            pos += 1;
+            continue;
+        }
+        if marker == 0xD9 {
+            out.extend_from_slice(&[0xFF, 0xD9]);
+            return Some(out);
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(pos + 2)?, *bytes.get(pos + 3)?]));
+        let seg_end = pos + 2 + len;
+        if marker == 0xC2 {
+            // SOF2: length, precision, height, width, Nf, then the first component's id.
+            luma_id = Some(*bytes.get(pos + 10)?);
+        }
+        if marker != 0xDA {
+            out.extend_from_slice(bytes.get(pos..seg_end)?);
+            pos = seg_end;
+            continue;
+        }
+        // SOS: length, Ns, Ns × (Cs, Td/Ta), Ss, Se, Ah/Al — then entropy-coded data up to
+        // the next marker that is neither a stuffed 0xFF00 nor a restart marker.
+        let ns = usize::from(*bytes.get(pos + 4)?);
+        let only_luma = ns == 1 && Some(*bytes.get(pos + 5)?) == luma_id;
+        let ss = *bytes.get(pos + 5 + 2 * ns)?;
+        let mut end = seg_end;
+        loop {
+            let ff = end + bytes.get(end..)?.iter().position(|&b| b == 0xFF)?;
+            match *bytes.get(ff + 1)? {
+                0x00 | 0xD0..=0xD7 | 0xFF => end = ff + 1,
+                _ => {
+                    end = ff;
+                    break;
+                }
+            }
+        }
+        // The first luma AC scan stays: libjpeg-turbo smooths the DC of a file with no AC data
+        // at all (for previews), which would change the pixels.
+        if ss == 0 || !only_luma || !kept_luma_ac {
+            kept_luma_ac |= only_luma && ss > 0;
+            out.extend_from_slice(&bytes[pos..end]);
+        }
+        pos = end;
+    }
+}
+
 /// Decodes at 1/`shrink` scale (1, 2, 4 or 8) to gray or RGB; CMYK and YCCK become RGB.
 ///
 /// # Errors
@@ -111,6 +172,9 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
         Colorspace::CMYK | Colorspace::YCCK => (PixelFormat::CMYK, 4),
         _ => (PixelFormat::RGB, 3),
     };
+    let dc_only =
+        if header.is_progressive && factor == ScalingFactor::ONE_EIGHTH { without_ac_scans(bytes) } else { None };
+    let bytes = dc_only.as_deref().unwrap_or(bytes);
     let pitch = scaled.width * usize::from(channels);
     let mut data = vec![0u8; pitch * scaled.height];
     let out = Image { pixels: data.as_mut_slice(), width: scaled.width, pitch, height: scaled.height, format };
@@ -187,13 +251,40 @@ mod tests {
     fn icc_round_trips_through_markers() {
         let px = Pixels { data: vec![200; 16 * 16 * 3], width: 16, height: 16, channels: 3 };
         let icc: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
-        let jpeg = encode(&px, 80, Some(&icc)).unwrap();
+        let jpeg = encode(&px, 80, Some(&icc)).expect("test input is valid");
         let m = scan_markers(&jpeg);
         assert_eq!(m.icc.as_deref(), Some(icc.as_slice()));
         assert!(m.exif.is_none() && m.xmp.is_none());
-        let h = read_header(&jpeg).unwrap();
+        let h = read_header(&jpeg).expect("test input is valid");
         assert_eq!((h.width, h.height), (16, 16));
-        let back = decode(&jpeg, &h, 1, false).unwrap();
+        let back = decode(&jpeg, &h, 1, false).expect("test input is valid");
         assert!(back.data.iter().all(|&v| v.abs_diff(200) <= 2));
+    }
+
+    #[test]
+    fn dropping_ac_scans_keeps_eighth_scale_pixels() {
+        let (w, h) = (256usize, 192usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8 ^ ((i / (w * 3)) as u8)).collect();
+        for subsamp in [Subsamp::Sub2x2, Subsamp::None, Subsamp::Gray] {
+            let mut c = Compressor::new().expect("compressor");
+            c.set_progressive(true).expect("progressive");
+            c.set_quality(90).expect("quality");
+            c.set_subsamp(subsamp).expect("subsampling");
+            let image = Image { pixels: data.as_slice(), width: w, pitch: w * 3, height: h, format: PixelFormat::RGB };
+            let jpeg = c.compress_to_vec(image).expect("encodes");
+            let slim = without_ac_scans(&jpeg).expect("clean stream");
+            assert!(slim.len() < jpeg.len() * 4 / 5, "{subsamp:?}: {} of {} bytes kept", slim.len(), jpeg.len());
+            let header = read_header(&jpeg).expect("header");
+            let mut full = Decompressor::new().expect("decompressor");
+            full.set_scaling_factor(ScalingFactor::ONE_EIGHTH).expect("scale");
+            let format = if subsamp == Subsamp::Gray { PixelFormat::GRAY } else { PixelFormat::RGB };
+            let pitch = w / 8 * format.size();
+            let mut want = vec![0u8; pitch * (h / 8)];
+            let out = Image { pixels: want.as_mut_slice(), width: w / 8, pitch, height: h / 8, format };
+            full.decompress(&jpeg, out).expect("full decode");
+            let got = decode(&jpeg, &header, 8, false).expect("slim decode");
+            assert!(got.data == want, "{subsamp:?}: pixels differ");
+            assert_eq!(without_ac_scans(&jpeg[..jpeg.len() - 100]), None, "truncated streams go to the decoder");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! - [`detect`]: format from magic bytes.
 //! - [`decode`]: header probe, limit checks, decoding (`jpeg` for JPEG via libjpeg-turbo).
 //! - [`geometry`]: fit modes, crops, orientation mapping, DCT shrink choice.
+//! - `webp_native`: still WebP through libwebp with scaled decoding.
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
 
@@ -17,6 +18,7 @@ mod jpeg;
 pub mod metadata;
 pub mod pixels;
 mod resize;
+mod webp_native;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

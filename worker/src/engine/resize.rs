@@ -57,7 +57,7 @@ mod tests {
         let src = Pixels { data: vec![90; 64 * 32 * 3], width: 64, height: 32, channels: 3 };
         let plan = Plan { out_w: 16, out_h: 16, crop: Crop { x: 64.0, y: 0.0, w: 64.0, h: 64.0 } };
         // The source was decoded at 1/2 of a 128×64 original; the crop is the right half.
-        let out = resize(&mut Resizer::new(), &src, &plan, 128, 64).unwrap();
+        let out = resize(&mut Resizer::new(), &src, &plan, 128, 64).expect("test input is valid");
         assert_eq!((out.width, out.height, out.data.len()), (16, 16, 16 * 16 * 3));
         assert!(out.data.iter().all(|&v| v.abs_diff(90) <= 1));
     }

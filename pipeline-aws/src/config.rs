@@ -1,0 +1,86 @@
+//! The AWS settings, loaded once from the standard sources (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials files, container and instance roles),
+//! and the S3 and SQS clients built from them once and shared.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+
+/// The region used when none is configured and an emulator endpoint is.
+pub const EMULATOR_REGION: &str = "us-east-1";
+
+/// Loaded AWS settings. Cheap to clone; build clients from it once, at start-up.
+#[derive(Clone, Debug)]
+pub struct AwsConfig {
+    sdk: SdkConfig,
+}
+
+impl AwsConfig {
+    /// Loads the settings the way the AWS CLI does. With `AWS_ENDPOINT_URL` set (an
+    /// emulator) and no region configured, the region is [`EMULATOR_REGION`].
+    pub async fn from_env() -> Self {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        if sdk.region().is_none() && sdk.endpoint_url().is_some() {
+            let sdk = sdk.into_builder().region(Region::new(EMULATOR_REGION)).build();
+            return Self { sdk };
+        }
+        Self { sdk }
+    }
+
+    /// Settings for an emulator at `endpoint` (e.g. `http://127.0.0.1:5000`): fixed dummy
+    /// credentials and [`EMULATOR_REGION`], whatever the environment says.
+    pub async fn for_endpoint(endpoint: &str) -> Self {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new(EMULATOR_REGION))
+            .credentials_provider(Credentials::new("test", "test", None, None, "emulator"))
+            .load()
+            .await;
+        Self { sdk }
+    }
+
+    /// Wraps settings built elsewhere.
+    pub fn from_sdk(sdk: SdkConfig) -> Self {
+        Self { sdk }
+    }
+
+    /// The SDK settings.
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    /// The endpoint override, when one is set (an emulator or a VPC endpoint).
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.sdk.endpoint_url()
+    }
+
+    /// The region, when one is configured.
+    pub fn region(&self) -> Option<&str> {
+        self.sdk.region().map(Region::as_ref)
+    }
+
+    /// An S3 client. With an endpoint override it addresses buckets by path
+    /// (`http://host/bucket/key`), as emulators need.
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(self.endpoint_url().is_some()).build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// An SQS client.
+    pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// Both clients, built once.
+    pub fn clients(&self) -> AwsClients {
+        AwsClients { s3: self.s3_client(), sqs: self.sqs_client() }
+    }
+}
+
+/// The S3 and SQS clients a process shares. Clones share the connection pools.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    /// S3.
+    pub s3: aws_sdk_s3::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+}

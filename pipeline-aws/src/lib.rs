@@ -1,0 +1,29 @@
+//! imgpipe's AWS backends: the core's [`BlobStore`](pipeline_core::blob::BlobStore) on
+//! S3 and [`Queue`](pipeline_core::queue::Queue) on SQS, S3 event parsing, and the
+//! set-up helpers. Kept out of the core so that the embedded deployment never compiles
+//! the AWS SDK.
+//!
+//! Layout:
+//! - [`config`]: settings loaded once from the standard AWS sources; clients built once.
+//! - [`s3`]: the [`S3BlobStore`].
+//! - [`sqs`]: the [`SqsQueue`], with attributes and batch delete beyond the trait.
+//! - [`s3_event`]: S3 ObjectCreated notifications as they reach SQS, parsed leniently.
+//! - [`setup`]: queues with redrive policies, buckets, bucket notifications.
+//! - [`redrive`]: moving messages between queues (receive → send → delete).
+//! - [`backends`]: the stores and queues a command asks for by name or URL.
+//! - [`error`]: SDK failures folded into the core's error classification.
+
+pub mod backends;
+pub mod config;
+pub mod error;
+pub mod redrive;
+pub mod s3;
+pub mod s3_event;
+pub mod setup;
+pub mod sqs;
+
+pub use backends::AwsBackends;
+pub use config::{AwsClients, AwsConfig};
+pub use error::AwsError;
+pub use s3::S3BlobStore;
+pub use sqs::{SqsMessage, SqsQueue};

@@ -1,0 +1,141 @@
+//! Hostile and broken inputs: every one ends as a permanent, classified error, never a panic,
+//! and pixel bombs are refused before any large allocation.
+#![allow(unsafe_code)] // the allocation-tracking global allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use pipeline_core::{ErrorClass, JobError, Rendition};
+use worker::engine::{EngineError, Limits, render};
+
+/// Records the largest single allocation made on the current thread.
+struct Tracking;
+
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates to the system allocator; the bookkeeping touches only a const-initialised
+// thread-local `Cell`, which never allocates.
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(layout.size())));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracking = Tracking;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn thumb(input: &[u8]) -> Result<(), EngineError> {
+    render(input, &[Rendition::thumbnail()], &Limits::default()).map(|_| ())
+}
+
+/// Renders and reports the largest allocation made meanwhile.
+fn largest_allocation(input: &[u8]) -> (Result<(), EngineError>, usize) {
+    LARGEST.with(|l| l.set(0));
+    let result = thumb(input);
+    (result, LARGEST.with(Cell::get))
+}
+
+fn gif_bomb() -> Vec<u8> {
+    let mut g = b"GIF89a".to_vec();
+    g.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0]); // 65535×65535, no palette
+    g.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 2, 2, 0x4C, 0x01, 0, 0x3B]);
+    g
+}
+
+/// The orientation base JPEG with its SOF dimensions rewritten to 65000×65000.
+fn jpeg_bomb() -> Vec<u8> {
+    let mut j = fixture("orient_base.jpg");
+    let sof = j.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF");
+    j[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+    j
+}
+
+#[test]
+fn pixel_bombs_are_refused_from_the_header() {
+    for (name, bomb) in [("png", fixture("bomb.png")), ("gif", gif_bomb()), ("jpeg", jpeg_bomb())] {
+        let (result, largest) = largest_allocation(&bomb);
+        let err = result.expect_err(name);
+        assert!(matches!(err, EngineError::TooLarge { .. }), "{name}: {err}");
+        assert!(largest < 8 << 20, "{name}: allocated {largest} bytes before refusing");
+    }
+    let small = Limits { max_pixels: 1000, ..Limits::default() };
+    let err = render(&fixture("orient_base.jpg"), &[Rendition::thumbnail()], &small).expect_err("over 1000 px");
+    assert_eq!(err, EngineError::TooLarge { what: "pixels", actual: 96 * 64, limit: 1000 });
+    let tiny = Limits { max_input_bytes: 10, ..Limits::default() };
+    let err = render(&fixture("orient_base.jpg"), &[Rendition::thumbnail()], &tiny).expect_err("over 10 bytes");
+    assert!(matches!(err, EngineError::TooLarge { what: "bytes", .. }));
+}
+
+#[test]
+fn broken_inputs_are_classified() {
+    let photo = fixture("../../../tests/fixtures/myphoto.jpg");
+    let mut bad_crc = fixture("icc.png");
+    bad_crc[29] ^= 0xFF; // inside the IHDR CRC
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("zero bytes", Vec::new(), "NotAnImage"),
+        ("text", b"hello, this is not an image\n".to_vec(), "NotAnImage"),
+        ("truncated jpeg", photo[..photo.len() / 2].to_vec(), "CorruptImage"),
+        ("jpeg header only", photo[..300].to_vec(), "CorruptImage"),
+        ("png bad crc", bad_crc, "CorruptImage"),
+        ("heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec(), "UnsupportedFormat"),
+    ];
+    for (what, input, code) in cases {
+        let err = thumb(&input).expect_err(what);
+        assert_eq!(err.code(), code, "{what}: {err}");
+        let job: JobError = err.into();
+        assert_eq!((job.class, job.code.as_str()), (ErrorClass::Permanent, code), "{what}");
+    }
+}
+
+#[test]
+fn mangled_files_never_panic() {
+    let files = [
+        "orient_6.jpg",
+        "progressive.jpg",
+        "cmyk.jpg",
+        "ycck.jpg",
+        "icc.png",
+        "palette.png",
+        "animated.gif",
+        "animated.webp",
+        "alpha_lossy.webp",
+        "quadrants.bmp",
+        "quadrants.tif",
+        "camera.jpg",
+    ];
+    let mut seed = 0x2545_f491_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for file in files {
+        let good = fixture(file);
+        thumb(&good).unwrap_or_else(|e| panic!("{file} itself must render: {e}"));
+        for cut in (1..good.len()).step_by(good.len() / 40 + 1) {
+            let _ = thumb(&good[..cut]);
+        }
+        for _ in 0..60 {
+            let mut bad = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % bad.len();
+                bad[i] = next() as u8;
+            }
+            let _ = thumb(&bad);
+        }
+    }
+}
