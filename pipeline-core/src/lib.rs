@@ -9,6 +9,7 @@
 //! - [`blob`]: the [`BlobStore`](blob::BlobStore) trait, key rules, and the local folder store.
 //! - [`orchestration`]: the [`Orchestrator`](orchestration::Orchestrator) contract and job records.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the SQLite queue.
+//! - [`report`]: the [`Reporter`](report::Reporter) contract workers report through.
 //! - [`sqlite`]: the shared SQLite handle the queue and the embedded orchestrator use.
 //! - [`conformance`]: contract suites every backend must pass, written once.
 
@@ -19,6 +20,7 @@ pub mod message;
 pub mod orchestration;
 pub mod queue;
 pub mod rendition;
+pub mod report;
 pub mod sqlite;
 pub mod time;
 

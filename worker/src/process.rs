@@ -9,6 +9,7 @@ use pipeline_core::JobError;
 use pipeline_core::blob::{BlobStore, PutOptions};
 use pipeline_core::message::{Job, Output};
 use pipeline_core::rendition::{output_key, sidecar_key, validate_list};
+pub use pipeline_core::report::Processed;
 
 use crate::engine::{self, Limits};
 use crate::faults::Faults;
@@ -24,15 +25,6 @@ pub struct WorkerDeps {
     pub cache_control: Option<String>,
     /// Injected faults, for drills and tests; none by default.
     pub faults: Faults,
-}
-
-/// A finished job's results.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Processed {
-    /// The renditions written.
-    pub outputs: Vec<Output>,
-    /// What the engine read from the source.
-    pub metadata: serde_json::Value,
 }
 
 /// Runs one attempt of `job`.
