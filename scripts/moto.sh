@@ -15,7 +15,7 @@
 # move the state (pid, port, log) and the venv.
 set -euo pipefail
 
-MOTO_VERSION=5.2.1
+MOTO_VERSION=5.2.5
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR=${IMGPIPE_MOTO_DIR:-$ROOT/target/moto}
 VENV=${IMGPIPE_MOTO_VENV:-$ROOT/target/moto-venv}

@@ -94,7 +94,7 @@ impl EngineArgs {
 /// How workers take jobs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct WorkerArgs {
-    /// Jobs processed at once [default: the number of cores].
+    /// Jobs processed at once [default: the number of cores]; 0 with `serve` runs no workers in it.
     #[arg(long, env = "IMGPIPE_WORKERS")]
     pub workers: Option<usize>,
     /// Visibility timeout of a received job, renewed by heartbeats.
@@ -128,7 +128,7 @@ impl WorkerArgs {
     pub fn runner(&self) -> RunnerConfig {
         let defaults = RunnerConfig::default();
         RunnerConfig {
-            concurrency: self.workers.unwrap_or(defaults.concurrency).max(1),
+            concurrency: self.workers.unwrap_or(defaults.concurrency),
             visibility: self.visibility_timeout,
             heartbeat_every: self.heartbeat_interval,
             poll_wait: Duration::from_secs(5),

@@ -120,7 +120,7 @@ pub fn runner(queues: &Queues, blobs: Arc<dyn BlobStore>, options: &ServeOptions
             blobs,
             limits: options.limits,
             cache_control: options.cache_control.clone(),
-            faults: options.faults,
+            faults: options.faults.clone(),
         }),
         config: options.runner,
     }

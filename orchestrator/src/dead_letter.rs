@@ -64,6 +64,9 @@ impl DeadLetter {
         if let Ok(letter) = serde_json::from_str::<DeadLetter>(body) {
             return Ok(letter);
         }
+        if let Some(letter) = Self::from_step_functions(body) {
+            return letter;
+        }
         let job = Job::from_json(body).map_err(|e| format!("not a dead letter or a job: {e}"))?;
         Ok(Self {
             v: MESSAGE_VERSION,
@@ -76,6 +79,44 @@ impl DeadLetter {
             history: Vec::new(),
             dead_lettered_at: String::new(),
         })
+    }
+
+    /// Reads what the state machine's `DeadLetter` state sends:
+    /// `{"v":1,"source":"stepFunctions","executionArn","job":<state input>,"enteredAt"}`,
+    /// where the state input is the job plus the caught `error` (`Error`, `Cause`) or
+    /// the worker's `result`. `None` when the body is not of that shape. The history stays
+    /// empty: it lives in the execution.
+    fn from_step_functions(body: &str) -> Option<Result<Self, String>> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        if v["source"] != "stepFunctions" {
+            return None;
+        }
+        let state = &v["job"];
+        let job = match serde_json::from_value::<Job>(state.clone()) {
+            Ok(job) => job,
+            Err(e) => return Some(Err(format!("a Step Functions dead letter without a readable job: {e}"))),
+        };
+        let (name, cause) = (state["error"]["Error"].as_str(), state["error"]["Cause"].as_str());
+        let from_worker = cause.and_then(|c| serde_json::from_str::<JobError>(c).ok());
+        let error = match (from_worker, name) {
+            (Some(error), _) => error,
+            (None, Some(name)) => JobError::permanent(name, cause.unwrap_or_default()),
+            (None, None) if !state["result"].is_null() => {
+                JobError::permanent("UnexpectedResult", format!("the worker reported {}", state["result"]))
+            }
+            (None, None) => JobError::permanent("Unknown", "no reason recorded"),
+        };
+        // The worker's cause carries the attempt it failed; a lost worker's timeout does not.
+        let attempt =
+            cause.and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok()).and_then(|c| c["attempt"].as_u64());
+        Some(Ok(Self {
+            v: MESSAGE_VERSION,
+            attempts: attempt.and_then(|a| u32::try_from(a).ok()).unwrap_or(job.attempt),
+            error,
+            job,
+            history: Vec::new(),
+            dead_lettered_at: v["enteredAt"].as_str().unwrap_or_default().to_owned(),
+        }))
     }
 
     /// The message body.
@@ -193,4 +234,48 @@ pub async fn redrive(dlq: &dyn Queue, engine: &EmbeddedEngine, ids: &[String]) -
 /// The queue failed.
 pub async fn purge(dlq: &dyn Queue) -> Result<u64, QueueError> {
     dlq.purge().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_core::ErrorClass;
+
+    fn from_state_machine(error: &str) -> String {
+        format!(
+            r#"{{"enteredAt":"2026-01-02T03:04:05.678Z","executionArn":"arn:aws:states:us-east-1:1:execution:sm:j1",
+                "job":{{"v":1,"jobId":"j1","sourceBucket":"o","sourceKey":"a.jpg","destinationBucket":"r",
+                        "renditions":[],"attempt":1{error}}},"source":"stepFunctions","v":1}}"#
+        )
+    }
+
+    #[test]
+    fn step_functions_dead_letters_are_read() {
+        let cause = r#"{\"class\":\"permanent\",\"code\":\"NotAnImage\",\"message\":\"text\",\"attempt\":3}"#;
+        let body = from_state_machine(&format!(r#","error":{{"Error":"imgpipe.Permanent","Cause":"{cause}"}}"#));
+        let letter = DeadLetter::parse(&body, 1).expect("readable");
+        assert_eq!((letter.job.job_id.as_str(), letter.job.source_key.as_str()), ("j1", "a.jpg"));
+        assert_eq!(letter.error, JobError::permanent("NotAnImage", "text"));
+        assert_eq!((letter.attempts, letter.dead_lettered_at.as_str()), (3, "2026-01-02T03:04:05.678Z"));
+
+        let lost = DeadLetter::parse(&from_state_machine(r#","error":{"Error":"States.Timeout","Cause":null}"#), 1);
+        let lost = lost.expect("readable");
+        assert_eq!(
+            (lost.error.class, lost.error.code.as_str(), lost.attempts),
+            (ErrorClass::Permanent, "States.Timeout", 1)
+        );
+
+        let odd = DeadLetter::parse(&from_state_machine(r#","result":{"status":"weird"}"#), 1).expect("readable");
+        assert_eq!(odd.error.code, "UnexpectedResult");
+        assert!(DeadLetter::parse(r#"{"source":"stepFunctions","job":{}}"#, 1).is_err());
+    }
+
+    #[test]
+    fn dead_letters_and_bare_jobs_still_read() {
+        let job = Job::new("o", "k.jpg", "r", Vec::new());
+        let moved = DeadLetter::parse(&job.to_json(), 6).expect("a bare job");
+        assert_eq!(moved.error.code, "MaxReceiveCountExceeded");
+        let letter = DeadLetter { error: JobError::permanent("NotAnImage", "text"), ..moved };
+        assert_eq!(DeadLetter::parse(&letter.to_json(), 1).expect("a dead letter"), letter);
+    }
 }

@@ -10,6 +10,8 @@
 //! - [`s3_event`]: S3 ObjectCreated notifications as they reach SQS, parsed leniently.
 //! - [`setup`]: queues with redrive policies, buckets, bucket notifications.
 //! - [`redrive`]: moving messages between queues (receive → send → delete).
+//! - [`sfn`]: Step Functions as the orchestrator, the worker's task-token reports, and
+//!   creating the state machine.
 //! - [`backends`]: the stores and queues a command asks for by name or URL.
 //! - [`error`]: SDK failures folded into the core's error classification.
 
@@ -20,6 +22,7 @@ pub mod redrive;
 pub mod s3;
 pub mod s3_event;
 pub mod setup;
+pub mod sfn;
 pub mod sqs;
 
 pub use backends::AwsBackends;

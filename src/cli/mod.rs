@@ -3,6 +3,7 @@
 mod dlq;
 mod jobs;
 pub mod process;
+mod setup;
 mod submit;
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use worker::RunnerConfig;
 
 use crate::backends::BackendArgs;
 use crate::config::{DataArgs, EngineArgs, WorkerArgs};
@@ -43,6 +45,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// List recent jobs, or show one with its history.
     Jobs(jobs::JobsArgs),
+    /// Create the buckets and queues a deployment needs (local, or S3 and SQS).
+    Setup(setup::SetupArgs),
     /// Print the Step Functions definition of the workflow (Amazon States Language).
     Asl(AslArgs),
     /// List, inspect, redrive or purge the dead-letter queue.
@@ -128,7 +132,7 @@ fn serve_options(args: &ServeArgs) -> ServeOptions {
         runner: args.worker.runner(),
         limits: args.worker.limits(),
         cache_control: Some(args.worker.cache_control.clone()).filter(|c| !c.is_empty()),
-        faults: args.worker.faults,
+        faults: args.worker.faults.clone(),
     }
 }
 
@@ -158,10 +162,10 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
                 s3_events_queue: None,
                 destination_bucket: String::new(),
                 engine: orchestrator::EngineConfig::default(),
-                runner: w.runner(),
+                runner: RunnerConfig { concurrency: w.runner().concurrency.max(1), ..w.runner() },
                 limits: w.limits(),
                 cache_control: Some(w.cache_control.clone()).filter(|c| !c.is_empty()),
-                faults: w.faults,
+                faults: w.faults.clone(),
             };
             let shutdown = CancellationToken::new();
             cancel_on_signals(shutdown.clone());
@@ -179,6 +183,7 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             let definition = orchestrator::asl::definition(&options).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&definition)?);
         }
+        Command::Setup(args) => return setup::run(data, backends, args).await,
         Command::Submit(args) => return submit::run(&open(data, backends).await?, args).await,
         Command::Jobs(args) => return jobs::run(&open(data, backends).await?, args).await,
         Command::Dlq { command } => return dlq::run(&open(data, backends).await?, command).await,

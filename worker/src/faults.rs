@@ -1,6 +1,7 @@
-//! Fault injection for drills and tests: slow every attempt down, or fail the first
-//! attempts of every job with a retryable error. Off unless `IMGPIPE_FAULTS` is set,
-//! e.g. `IMGPIPE_FAULTS="delay-ms=3000,fail-attempts=2"`.
+//! Fault injection for drills and tests: slow every attempt down, fail the first
+//! attempts of every job with a retryable error, or crash the whole process on a job (as
+//! a decoder bug would). Off unless `IMGPIPE_FAULTS` is set, e.g.
+//! `IMGPIPE_FAULTS="delay-ms=3000,fail-attempts=2,crash-key=poison"`.
 
 use std::time::Duration;
 
@@ -8,12 +9,14 @@ use pipeline_core::JobError;
 use pipeline_core::message::Job;
 
 /// Faults to inject into every attempt.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Sleep this long before processing (heartbeats keep running).
     pub delay: Duration,
     /// Fail attempts `1..=fail_attempts` of every job with a retryable error.
     pub fail_attempts: u32,
+    /// Abort the process on any job whose source key contains this text.
+    pub crash_key: Option<String>,
 }
 
 impl Faults {
@@ -25,11 +28,15 @@ impl Faults {
         let mut faults = Faults::default();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = part.split_once('=').ok_or_else(|| format!("fault {part:?} is not name=value"))?;
+            if name == "crash-key" {
+                faults.crash_key = Some(value.to_owned()).filter(|v| !v.is_empty());
+                continue;
+            }
             let n: u64 = value.parse().map_err(|_| format!("fault {name}: {value:?} is not a number"))?;
             match name {
                 "delay-ms" => faults.delay = Duration::from_millis(n),
                 "fail-attempts" => faults.fail_attempts = u32::try_from(n).unwrap_or(u32::MAX),
-                _ => return Err(format!("unknown fault {name:?} (known: delay-ms, fail-attempts)")),
+                _ => return Err(format!("unknown fault {name:?} (known: delay-ms, fail-attempts, crash-key)")),
             }
         }
         Ok(faults)
@@ -40,6 +47,10 @@ impl Faults {
     /// # Errors
     /// A retryable `InjectedFault` for the attempts configured to fail.
     pub async fn before_attempt(&self, job: &Job) -> Result<(), JobError> {
+        if self.crash_key.as_deref().is_some_and(|k| job.source_key.contains(k)) {
+            tracing::error!(key = %job.source_key, "injected crash");
+            std::process::abort();
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -62,6 +73,7 @@ mod tests {
         assert_eq!(Faults::parse("").expect("empty"), Faults::default());
         let f = Faults::parse("delay-ms=1500, fail-attempts=2").expect("both");
         assert_eq!((f.delay, f.fail_attempts), (Duration::from_millis(1500), 2));
+        assert_eq!(Faults::parse("crash-key=poison").expect("crash").crash_key.as_deref(), Some("poison"));
         assert!(Faults::parse("explode=1").is_err());
         assert!(Faults::parse("delay-ms").is_err());
         assert!(Faults::parse("delay-ms=soon").is_err());

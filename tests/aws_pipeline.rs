@@ -1,0 +1,314 @@
+//! The pipeline on S3 + SQS, against the AWS emulator (moto server) on 127.0.0.1: the real
+//! `imgpipe` binary configured by `IMGPIPE_*` and the standard `AWS_*` variables, as a
+//! container fleet would run it. `scripts/test.sh` starts the emulator and sets
+//! `IMGPIPE_TEST_AWS_ENDPOINT`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{MYPHOTO, eventually, jpeg_dimensions};
+use pipeline_aws::{AwsBackends, AwsConfig, S3BlobStore};
+use pipeline_core::blob::{BlobError, BlobStore, PutOptions};
+use tempfile::TempDir;
+
+fn endpoint() -> String {
+    std::env::var("IMGPIPE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "IMGPIPE_TEST_AWS_ENDPOINT is not set: these tests need the AWS emulator.\n\
+             Run scripts/test.sh, or: eval \"$(scripts/moto.sh start)\" && cargo test --test aws_pipeline"
+        )
+    })
+}
+
+/// One deployment on the emulator: its own buckets and queues, a data dir for the job store.
+struct Rig {
+    dir: TempDir,
+    id: String,
+    s3: S3BlobStore,
+    aws: AwsBackends,
+    children: Vec<Child>,
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let aws = AwsBackends::new(AwsConfig::for_endpoint(&endpoint()).await);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let rig = Self { dir: TempDir::new().expect("tempdir"), id, s3: aws.s3(), aws, children: Vec::new() };
+        let (ok, out, err) = rig.run(&[
+            "setup",
+            "--max-receive-count",
+            "2",
+            "--visibility-timeout",
+            "5s",
+            "--s3-events-queue",
+            &rig.name("events"),
+        ]);
+        assert!(ok, "setup failed: {err}\n{out}");
+        rig
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("{what}-{}", self.id)
+    }
+
+    fn original(&self) -> String {
+        self.name("original")
+    }
+
+    fn resized(&self) -> String {
+        self.name("resized")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgpipe"));
+        cmd.args(args)
+            .env("IMGPIPE_DATA_DIR", self.dir.path())
+            .env("IMGPIPE_BLOB_STORE", "s3")
+            .env("IMGPIPE_QUEUE_BACKEND", "sqs")
+            .env("IMGPIPE_JOBS_QUEUE", self.name("jobs"))
+            .env("IMGPIPE_REPORTS_QUEUE", self.name("reports"))
+            .env("IMGPIPE_DEAD_LETTER_QUEUE", self.name("dlq"))
+            .env("IMGPIPE_ALLOWED_BUCKETS", format!("{},{}", self.original(), self.resized()))
+            .env("IMGPIPE_SOURCE_BUCKET", self.original())
+            .env("IMGPIPE_DESTINATION_BUCKET", self.resized())
+            .env("IMGPIPE_RETRY_INTERVAL", "1s")
+            .env("IMGPIPE_LOG", "info")
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().expect("run imgpipe");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    /// Starts `imgpipe serve` and returns its base URL.
+    fn serve(&mut self, extra: &[&str]) -> String {
+        let mut args =
+            vec!["serve", "--listen", "127.0.0.1:0", "--heartbeat-interval", "1s", "--visibility-timeout", "5s"];
+        args.extend_from_slice(extra);
+        let mut child = self.command(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("serve prints its address");
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("address line").to_owned();
+        self.children.push(child);
+        url
+    }
+
+    fn worker(&mut self, faults: &str) -> usize {
+        let child = self
+            .command(&["worker", "--workers", "1", "--visibility-timeout", "2s", "--heartbeat-interval", "500ms"])
+            .env("IMGPIPE_FAULTS", faults)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    async fn put_original(&self, key: &str, body: &'static [u8]) {
+        let options = PutOptions { content_type: Some("image/jpeg".into()), cache_control: None };
+        self.s3.put(&self.original(), key, Bytes::from_static(body), &options).await.expect("put");
+    }
+
+    async fn output(&self, key: &str) -> Option<Vec<u8>> {
+        match self.s3.get(&self.resized(), key, 10 << 20).await {
+            Ok(blob) => Some(blob.body.to_vec()),
+            Err(BlobError::NotFound { .. }) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn wait_job(&self, url: &str, id: &str) -> serde_json::Value {
+        let http = reqwest::Client::new();
+        eventually(Duration::from_secs(60), "the job to end", || async {
+            let r: serde_json::Value = http.get(format!("{url}/jobs/{id}")).send().await.ok()?.json().await.ok()?;
+            matches!(r["state"].as_str(), Some("Success" | "Fail")).then_some(r)
+        })
+        .await
+    }
+
+    async fn post(&self, url: &str, key: &str, query: &str) -> serde_json::Value {
+        let body = serde_json::json!({ "sourceBucket": self.original(), "sourceKey": key, "destinationBucket": self.resized() });
+        let resp = reqwest::Client::new().post(format!("{url}/process{query}")).json(&body).send().await.expect("post");
+        resp.json().await.expect("json")
+    }
+
+    async fn jobs_in_flight(&self) -> u64 {
+        let q = self.aws.queue(&self.name("jobs")).await.expect("queue");
+        q.stats().await.expect("stats").in_flight
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn outputs_once(keys: &[String], want: &[&str]) {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    assert_eq!(keys, want.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_s3_becomes_a_thumbnail_through_the_notification_queue() {
+    let mut rig = Rig::new().await;
+    rig.serve(&["--s3-events-queue", &rig.name("events")]);
+    rig.put_original("uploads/my photo.jpg", MYPHOTO).await;
+    let out = eventually(Duration::from_secs(60), "the thumbnail in S3", || {
+        rig.output("resized/uploads/my photo_thumbnail.jpg")
+    })
+    .await;
+    assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+    let head = rig.s3.head(&rig.resized(), "resized/uploads/my photo_thumbnail.jpg").await.expect("head");
+    assert_eq!(head.content_type, "image/jpeg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_process_on_s3_and_sqs_succeeds() {
+    let mut rig = Rig::new().await;
+    let url = rig.serve(&[]);
+    rig.put_original("myphoto.jpg", MYPHOTO).await;
+    let body = rig.post(&url, "myphoto.jpg", "?wait=60").await;
+    assert_eq!(body["statusCode"], 200, "{body}");
+    assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
+    let out = rig.output("resized/myphoto_thumbnail.jpg").await.expect("written");
+    assert_eq!(body["fileSize"], out.len());
+    assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_on_sqs_is_redelivered_with_one_set_of_outputs() {
+    let mut rig = Rig::new().await;
+    let url = rig.serve(&["--workers", "0"]);
+    let slow = rig.worker("delay-ms=30000");
+    rig.put_original("myphoto.jpg", MYPHOTO).await;
+    let id = rig.post(&url, "myphoto.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(30), "the slow worker to take the job", || async {
+        (rig.jobs_in_flight().await == 1).then_some(())
+    })
+    .await;
+    rig.children[slow].kill().expect("SIGKILL");
+    rig.children[slow].wait().expect("reaped");
+    rig.worker("");
+    let job = rig.wait_job(&url, &id).await;
+    assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("Success"), Some(1)));
+    let keys: Vec<String> = rig.s3.list(&rig.resized(), "").await.expect("list").into_iter().map(|m| m.key).collect();
+    outputs_once(&keys, &["resized/myphoto_metadata.json", "resized/myphoto_thumbnail.jpg"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_reaches_the_dlq_after_max_receive_count_and_redrives_once_fixed() {
+    let mut rig = Rig::new().await;
+    let url = rig.serve(&["--workers", "0"]);
+    rig.put_original("poison.jpg", MYPHOTO).await;
+    let id = rig.post(&url, "poison.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+    // Each delivery crashes the worker, as a decoder bug would; restart it like a supervisor.
+    let dlq = rig.aws.queue(&rig.name("dlq")).await.expect("dlq");
+    let mut restarts = 0;
+    loop {
+        let i = rig.worker("crash-key=poison");
+        restarts += 1;
+        // The worker crashes on its next delivery, unless the queue has moved the job away.
+        let mut listed = String::new();
+        for _ in 0..100 {
+            if rig.children[i].try_wait().expect("status").is_some() {
+                break;
+            }
+            listed = rig.run(&["dlq", "list"]).1;
+            if listed.contains(&id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !listed.contains(&id) {
+            listed = rig.run(&["dlq", "list"]).1;
+        }
+        if listed.contains(&id) {
+            assert!(listed.contains("MaxReceiveCountExceeded"), "{listed}");
+            let _ = rig.children[i].kill();
+            let _ = rig.children[i].wait();
+            break;
+        }
+        assert!(restarts < 8, "never dead-lettered; dlq list:\n{listed}");
+    }
+    assert!(restarts >= 2, "moved only after maxReceiveCount deliveries");
+    assert_eq!(dlq.stats().await.expect("stats").visible, 1, "listing neither loses nor hides it");
+    // Fixed: a worker without the bug; redrive brings the job back and it succeeds.
+    rig.worker("");
+    let (ok, out, err) = rig.run(&["dlq", "redrive", &id]);
+    assert!(ok, "{err}\n{out}");
+    let job = rig.wait_job(&url, &id).await;
+    assert_eq!(job["state"], "Success", "{job}");
+    assert!(rig.output("resized/poison_thumbnail.jpg").await.is_some());
+    let (_, listed, _) = rig.run(&["dlq", "list"]);
+    assert!(listed.contains("empty"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_on_one_sqs_queue_do_every_job_once() {
+    let mut rig = Rig::new().await;
+    let url = rig.serve(&["--workers", "0"]);
+    for _ in 0..3 {
+        rig.worker("");
+    }
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let key = format!("batch/p{i}.jpg");
+        rig.put_original(&key, MYPHOTO).await;
+        ids.push(rig.post(&url, &key, "").await["jobId"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        let job = rig.wait_job(&url, id).await;
+        assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("Success"), Some(1)), "{job}");
+    }
+    let thumbs: Vec<String> = rig
+        .s3
+        .list(&rig.resized(), "resized/batch/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .filter(|k| k.ends_with("_thumbnail.jpg"))
+        .collect();
+    let want: Vec<String> = (0..9).map(|i| format!("resized/batch/p{i}_thumbnail.jpg")).collect();
+    outputs_once(&thumbs, &want.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_sqs_drains_the_job_in_hand() {
+    let mut rig = Rig::new().await;
+    let url = rig.serve(&["--workers", "0"]);
+    let w = rig.worker("delay-ms=1500");
+    rig.put_original("myphoto.jpg", MYPHOTO).await;
+    let id = rig.post(&url, "myphoto.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+    eventually(Duration::from_secs(30), "the worker to take the job", || async {
+        (rig.jobs_in_flight().await == 1).then_some(())
+    })
+    .await;
+    let pid = libc::pid_t::try_from(rig.children[w].id()).expect("pid");
+    // SAFETY: signalling our own child.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let started = std::time::Instant::now();
+    assert!(rig.children[w].wait().expect("exit").success());
+    assert!(started.elapsed() < Duration::from_secs(15), "drained within the deadline");
+    let job = rig.wait_job(&url, &id).await;
+    assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("Success"), Some(1)));
+}
