@@ -2,6 +2,7 @@
 //! and the long-poll [`runner`] that feeds it from the jobs queue and reports outcomes.
 
 pub mod engine;
+pub mod execute;
 pub mod faults;
 pub mod process;
 pub mod report;

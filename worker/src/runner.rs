@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use pipeline_core::JobError;
 use pipeline_core::message::Job;
 use pipeline_core::queue::{MAX_BATCH, Queue, Received};
@@ -15,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::execute::report;
 use crate::process::{WorkerDeps, process_job};
 use crate::report::{ReportError, Reporter};
 
@@ -153,22 +153,18 @@ impl Runner {
                 }
             }
         };
-        match &outcome {
-            Ok(done) => tracing::info!(outputs = done.outputs.len(), "job done"),
-            Err(e) => tracing::warn!(code = %e.code, class = ?e.class, reason = %e.message, "job failed"),
-        }
-        let report = || async { self.reporter.finish(&job, &outcome).await };
-        let sent = report
-            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_times(4))
-            .when(|e| matches!(e, ReportError::Failed(_)))
-            .await;
-        match sent {
+        match report(self.reporter.as_ref(), &job, &outcome).await {
             Ok(()) => self.delete(&message).await,
             Err(ReportError::Stale(why)) => {
                 tracing::info!(%why, "attempt already resolved; dropping the message");
                 self.delete(&message).await;
             }
-            Err(e) => tracing::error!(error = %e, "could not report; the job will be redelivered"),
+            Err(e) => {
+                // Back off by delivery count, so an orchestrator outage is not hammered.
+                let wait = Duration::from_secs(1 << message.receive_count.min(8));
+                tracing::error!(error = %e, retry_in = ?wait, "could not report; the job will be redelivered");
+                let _ = self.jobs.change_visibility(&message.receipt, wait).await;
+            }
         }
     }
 
