@@ -8,10 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use orchestrator::Queues;
 use pipeline_aws::AwsBackends;
+use pipeline_aws::sfn::reporter::SfnReporter;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::queue::Queue;
 use pipeline_core::queue::sqlite::{RedrivePolicy, SqliteQueue};
+use pipeline_core::report::{QueueReporter, Reporter};
 use pipeline_core::sqlite::Db;
 
 /// Flags choosing the backends; global, so every command takes them.
@@ -32,6 +34,12 @@ pub struct BackendArgs {
     /// The dead-letter queue: a name, or an SQS queue URL.
     #[arg(long, env = "IMGPIPE_DEAD_LETTER_QUEUE", default_value = "dlq", global = true)]
     pub dead_letter_queue: String,
+    /// Who runs the workflow: the `embedded` engine (SQLite in the data dir), or AWS `stepfunctions`.
+    #[arg(long, env = "IMGPIPE_ORCHESTRATOR", default_value = "embedded", value_parser = ["embedded", "stepfunctions"], global = true)]
+    pub orchestrator: String,
+    /// The state machine running the workflow, with `--orchestrator stepfunctions`.
+    #[arg(long, env = "IMGPIPE_STATE_MACHINE_ARN", global = true)]
+    pub state_machine_arn: Option<String>,
 }
 
 impl Default for BackendArgs {
@@ -42,6 +50,8 @@ impl Default for BackendArgs {
             jobs_queue: "jobs".into(),
             reports_queue: "reports".into(),
             dead_letter_queue: "dlq".into(),
+            orchestrator: "embedded".into(),
+            state_machine_arn: None,
         }
     }
 }
@@ -53,21 +63,50 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// The folder store, when buckets are local (the watcher and bucket creation need it).
     pub local_blobs: Option<Arc<LocalBlobStore>>,
-    /// Jobs, reports and dead letters.
-    pub queues: Queues,
+    /// Jobs for the workers.
+    pub jobs: Arc<dyn Queue>,
+    /// Workers' reports to the embedded orchestrator (none with Step Functions).
+    pub reports: Option<Arc<dyn Queue>>,
+    /// Failed jobs.
+    pub dead_letters: Arc<dyn Queue>,
     /// The AWS clients, when any backend is on AWS.
     pub aws: Option<AwsBackends>,
+}
+
+impl Backends {
+    /// The queues of the embedded orchestrator.
+    ///
+    /// # Errors
+    /// There is no reports queue (Step Functions mode).
+    pub fn queues(&self) -> anyhow::Result<Queues> {
+        let reports = self.reports.clone().context("the embedded orchestrator needs a reports queue")?;
+        Ok(Queues { jobs: Arc::clone(&self.jobs), reports, dead_letters: Arc::clone(&self.dead_letters) })
+    }
+
+    /// The queues whose depth `/metrics` reports.
+    pub fn all_queues(&self) -> Vec<Arc<dyn Queue>> {
+        let mut all = vec![Arc::clone(&self.jobs)];
+        all.extend(self.reports.clone());
+        all.push(Arc::clone(&self.dead_letters));
+        all
+    }
 }
 
 impl BackendArgs {
     /// Whether any backend needs the AWS SDK.
     pub fn uses_aws(&self) -> bool {
-        self.blob_store == "s3" || self.queue_backend == "sqs"
+        self.blob_store == "s3" || self.queue_backend == "sqs" || self.step_functions()
+    }
+
+    /// Whether Step Functions runs the workflow.
+    pub fn step_functions(&self) -> bool {
+        self.orchestrator == "stepfunctions"
     }
 
     /// Opens the chosen backends. SQLite queues live in `db`, or in the data dir's file
     /// when `db` is `None`; the jobs queue moves a message to the DLQ after
     /// `max_receive_count + 1` deliveries (on SQS the queue's own redrive policy decides).
+    /// With Step Functions there is no reports queue.
     ///
     /// # Errors
     /// A queue that does not exist, or AWS settings that cannot be loaded.
@@ -78,17 +117,15 @@ impl BackendArgs {
             Some(aws) if self.blob_store == "s3" => (aws.blob_store(), None),
             _ => (local.clone(), Some(local)),
         };
-        let queues = match &aws {
+        let with_reports = !self.step_functions();
+        let (jobs, reports, dead_letters) = match &aws {
             Some(aws) if self.queue_backend == "sqs" => {
                 let open = |name: &str| {
                     let name = name.to_owned();
                     async move { aws.queue(&name).await.with_context(|| format!("cannot open SQS queue {name}")) }
                 };
-                Queues {
-                    jobs: open(&self.jobs_queue).await?,
-                    reports: open(&self.reports_queue).await?,
-                    dead_letters: open(&self.dead_letter_queue).await?,
-                }
+                let reports = if with_reports { Some(open(&self.reports_queue).await?) } else { None };
+                (open(&self.jobs_queue).await?, reports, open(&self.dead_letter_queue).await?)
             }
             _ => {
                 let db = match db {
@@ -101,14 +138,12 @@ impl BackendArgs {
                     dead_letter_queue: self.dead_letter_queue.clone(),
                     max_receive_count: max_receive_count.saturating_add(1),
                 });
-                Queues {
-                    jobs: Arc::new(jobs) as Arc<dyn Queue>,
-                    reports: Arc::new(open(&self.reports_queue)?),
-                    dead_letters: Arc::new(open(&self.dead_letter_queue)?),
-                }
+                let reports: Option<Arc<dyn Queue>> =
+                    if with_reports { Some(Arc::new(open(&self.reports_queue)?)) } else { None };
+                (Arc::new(jobs) as Arc<dyn Queue>, reports, Arc::new(open(&self.dead_letter_queue)?) as Arc<dyn Queue>)
             }
         };
-        Ok(Backends { blobs, local_blobs, queues, aws })
+        Ok(Backends { blobs, local_blobs, jobs, reports, dead_letters, aws })
     }
 }
 
@@ -120,4 +155,18 @@ pub fn open_db(data_dir: &Path) -> anyhow::Result<Db> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let path = data_dir.join("imgpipe.db");
     Db::open(&path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// How workers report, given the backends: task-token calls with Step Functions, the
+/// reports queue otherwise.
+///
+/// # Errors
+/// No AWS settings (Step Functions) or no reports queue (embedded).
+pub fn reporter(args: &BackendArgs, backends: &Backends) -> anyhow::Result<Arc<dyn Reporter>> {
+    if args.step_functions() {
+        let aws = backends.aws.as_ref().context("Step Functions needs the AWS settings")?;
+        return Ok(Arc::new(SfnReporter::new(pipeline_aws::sfn::client(aws.config()))));
+    }
+    let reports = backends.reports.clone().context("the embedded orchestrator needs a reports queue")?;
+    Ok(Arc::new(QueueReporter::new(reports)))
 }

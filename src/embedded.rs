@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use orchestrator::{EmbeddedEngine, EngineConfig};
+use pipeline_aws::sfn::SfnOrchestrator;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
-use pipeline_core::queue::Queue;
+use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::sqlite::Db;
 
 use crate::backends::{BackendArgs, Backends};
@@ -21,10 +22,14 @@ pub struct Embedded {
     pub data_dir: PathBuf,
     /// The SQLite file's handle.
     pub db: Db,
+    /// The backend flags it was opened with.
+    pub args: BackendArgs,
     /// The buckets and queues.
     pub backends: Backends,
-    /// The orchestrator.
-    pub engine: EmbeddedEngine,
+    /// The embedded engine, unless Step Functions runs the workflow.
+    pub engine: Option<EmbeddedEngine>,
+    /// Whoever runs the workflow.
+    pub orchestrator: Arc<dyn Orchestrator>,
 }
 
 impl Embedded {
@@ -48,8 +53,16 @@ impl Embedded {
     ) -> anyhow::Result<Self> {
         let db = crate::backends::open_db(data_dir)?;
         let backends = args.open(data_dir, Some(&db), max_receive_count).await?;
-        let engine = EmbeddedEngine::open(&db, backends.queues.clone(), config).context("cannot open the job store")?;
-        Ok(Self { data_dir: data_dir.to_owned(), db, backends, engine })
+        let (engine, orchestrator): (_, Arc<dyn Orchestrator>) = if args.step_functions() {
+            let arn =
+                args.state_machine_arn.clone().context("--orchestrator stepfunctions needs --state-machine-arn")?;
+            let aws = backends.aws.as_ref().context("Step Functions needs the AWS settings")?;
+            (None, Arc::new(SfnOrchestrator::new(pipeline_aws::sfn::client(aws.config()), arn)))
+        } else {
+            let engine = EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?;
+            (Some(engine.clone()), Arc::new(engine))
+        };
+        Ok(Self { data_dir: data_dir.to_owned(), db, args: args.clone(), backends, engine, orchestrator })
     }
 
     /// The object store.
@@ -62,9 +75,11 @@ impl Embedded {
         self.backends.local_blobs.as_ref()
     }
 
-    /// The three queues, for metrics.
-    pub fn all_queues(&self) -> Vec<Arc<dyn Queue>> {
-        let q = &self.backends.queues;
-        vec![Arc::clone(&q.jobs), Arc::clone(&q.reports), Arc::clone(&q.dead_letters)]
+    /// The embedded engine.
+    ///
+    /// # Errors
+    /// Step Functions runs the workflow here.
+    pub fn engine(&self) -> anyhow::Result<&EmbeddedEngine> {
+        self.engine.as_ref().context("this needs the embedded orchestrator (not --orchestrator stepfunctions)")
     }
 }

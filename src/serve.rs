@@ -5,17 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator::{EngineConfig, Queues};
-use pipeline_core::blob::BlobStore;
+use orchestrator::EngineConfig;
 use pipeline_core::queue::Queue;
+use pipeline_core::report::Reporter;
 use producer::api::{self, ApiState};
 use producer::intake::Intake;
 use producer::watcher::FolderWatcher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use worker::report::QueueReporter;
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
+use crate::backends::Backends;
 use crate::embedded::Embedded;
 use crate::s3_intake::S3EventIntake;
 
@@ -77,7 +77,7 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Server { listener, stack, options, .. } = self;
         let intake = Intake {
-            orchestrator: Arc::new(stack.engine.clone()),
+            orchestrator: Arc::clone(&stack.orchestrator),
             blobs: stack.blobs(),
             allowed_buckets: options.allowed_buckets.clone(),
         };
@@ -95,13 +95,15 @@ impl Server {
             };
             parts.spawn(s3.run(shutdown.clone()));
         }
-        let engine = stack.engine.clone();
-        let token = shutdown.clone();
-        parts.spawn(async move { engine.run(token).await });
-        if options.runner.concurrency > 0 {
-            parts.spawn(runner(&stack.backends.queues, stack.blobs(), &options).run(shutdown.clone()));
+        if let Some(engine) = stack.engine.clone() {
+            let token = shutdown.clone();
+            parts.spawn(async move { engine.run(token).await });
         }
-        let app = api::router(ApiState::new(intake, stack.all_queues()));
+        if options.runner.concurrency > 0 {
+            let reporter = crate::backends::reporter(&stack.args, &stack.backends)?;
+            parts.spawn(runner(&stack.backends, reporter, &options).run(shutdown.clone()));
+        }
+        let app = api::router(ApiState::new(intake, stack.backends.all_queues()));
         let token = shutdown.clone();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
         shutdown.cancel();
@@ -110,14 +112,14 @@ impl Server {
     }
 }
 
-/// The worker loop on these queues and this store.
-pub fn runner(queues: &Queues, blobs: Arc<dyn BlobStore>, options: &ServeOptions) -> Runner {
+/// The worker loop on these backends, reporting through `reporter`.
+pub fn runner(backends: &Backends, reporter: Arc<dyn Reporter>, options: &ServeOptions) -> Runner {
     Runner {
-        jobs: Arc::clone(&queues.jobs),
-        dead_letters: Arc::clone(&queues.dead_letters),
-        reporter: Arc::new(QueueReporter::new(Arc::clone(&queues.reports))),
+        jobs: Arc::clone(&backends.jobs),
+        dead_letters: Arc::clone(&backends.dead_letters),
+        reporter,
         deps: Arc::new(WorkerDeps {
-            blobs,
+            blobs: Arc::clone(&backends.blobs),
             limits: options.limits,
             cache_control: options.cache_control.clone(),
             faults: options.faults.clone(),

@@ -31,13 +31,21 @@ struct Rig {
     s3: S3BlobStore,
     aws: AwsBackends,
     children: Vec<Child>,
+    state_machine: Option<String>,
 }
 
 impl Rig {
     async fn new() -> Self {
         let aws = AwsBackends::new(AwsConfig::for_endpoint(&endpoint()).await);
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-        let rig = Self { dir: TempDir::new().expect("tempdir"), id, s3: aws.s3(), aws, children: Vec::new() };
+        let rig = Self {
+            dir: TempDir::new().expect("tempdir"),
+            id,
+            s3: aws.s3(),
+            aws,
+            children: Vec::new(),
+            state_machine: None,
+        };
         let (ok, out, err) = rig.run(&[
             "setup",
             "--max-receive-count",
@@ -48,6 +56,31 @@ impl Rig {
             &rig.name("events"),
         ]);
         assert!(ok, "setup failed: {err}\n{out}");
+        rig
+    }
+
+    /// A deployment whose workflow runs in Step Functions (the state machine `imgpipe setup` makes).
+    async fn with_step_functions() -> Self {
+        let mut rig = Self::new().await;
+        let sm = rig.name("workflow");
+        let (ok, out, err) = rig.run(&[
+            "setup",
+            "--orchestrator",
+            "stepfunctions",
+            "--role-arn",
+            pipeline_aws::sfn::setup::EMULATOR_ROLE_ARN,
+            "--state-machine-name",
+            &sm,
+            "--retry-interval",
+            "1s",
+            "--heartbeat-timeout",
+            "10s",
+            "--task-timeout",
+            "60s",
+        ]);
+        assert!(ok, "setup failed: {err}\n{out}");
+        let arn = out.lines().find_map(|l| l.strip_prefix("state machine ")).expect("setup prints the ARN");
+        rig.state_machine = Some(arn.trim().to_owned());
         rig
     }
 
@@ -82,6 +115,9 @@ impl Rig {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .stdin(Stdio::null());
+        if let Some(arn) = &self.state_machine {
+            cmd.env("IMGPIPE_ORCHESTRATOR", "stepfunctions").env("IMGPIPE_STATE_MACHINE_ARN", arn);
+        }
         cmd
     }
 
@@ -311,4 +347,36 @@ async fn sigterm_on_sqs_drains_the_job_in_hand() {
     assert!(started.elapsed() < Duration::from_secs(15), "drained within the deadline");
     let job = rig.wait_job(&url, &id).await;
     assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("Success"), Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_functions_runs_the_workflow_with_the_container_worker_and_redrives_failures() {
+    let mut rig = Rig::with_step_functions().await;
+    let url = rig.serve(&[]);
+    rig.put_original("myphoto.jpg", MYPHOTO).await;
+    let body = rig.post(&url, "myphoto.jpg", "?wait=60").await;
+    assert_eq!(body["statusCode"], 200, "{body}");
+    assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
+    let out = rig.output("resized/myphoto_thumbnail.jpg").await.expect("written");
+    assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+    let job = rig.wait_job(&url, body["jobId"].as_str().expect("id")).await;
+    let states: Vec<&str> =
+        job["history"].as_array().expect("history").iter().filter_map(|h| h["state"].as_str()).collect();
+    assert_eq!(states, ["ProcessImage", "CheckResult", "Success"], "{job}");
+
+    // A permanent failure: DeadLetter → Fail, the job on the DLQ; fixed and redriven, it succeeds.
+    rig.put_original("notes.jpg", b"not a photo").await;
+    let failed = rig.post(&url, "notes.jpg", "?wait=60").await;
+    let id = failed["jobId"].as_str().expect("id").to_owned();
+    assert!(failed["error"]["code"].as_str().is_some(), "{failed}");
+    assert_eq!(rig.wait_job(&url, &id).await["state"], "Fail");
+    let (_, listed, _) = rig.run(&["dlq", "list"]);
+    assert!(listed.contains(&id), "{listed}");
+    rig.put_original("notes.jpg", MYPHOTO).await;
+    let (ok, out, err) = rig.run(&["dlq", "redrive", &id]);
+    assert!(ok, "{err}\n{out}");
+    let fresh =
+        out.lines().find_map(|l| l.split(" continues as job ").nth(1)).expect("the new job id").trim().to_owned();
+    assert_eq!(rig.wait_job(&url, &fresh).await["state"], "Success");
+    assert!(rig.output("resized/notes_thumbnail.jpg").await.is_some());
 }

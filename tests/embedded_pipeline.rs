@@ -75,8 +75,7 @@ async fn a_file_dropped_into_the_original_bucket_is_processed_once_with_no_api_c
 }
 
 async fn orchestrator_list(s: &TestServer) -> Vec<pipeline_core::orchestration::JobRecord> {
-    use pipeline_core::orchestration::Orchestrator;
-    s.stack.engine.list(100).await.expect("list")
+    s.stack.orchestrator.list(100).await.expect("list")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@ async fn submit(s: &TestServer, key: &str) -> String {
 }
 
 async fn wait_in_flight(s: &TestServer) {
-    let jobs = std::sync::Arc::clone(&s.stack.engine.queues().jobs);
+    let jobs = std::sync::Arc::clone(&s.stack.backends.jobs);
     eventually(Duration::from_secs(20), "a worker to take the job", || async {
         (jobs.stats().await.ok()?.in_flight == 1).then_some(())
     })
@@ -106,7 +106,7 @@ async fn sigterm_past_the_drain_deadline_releases_the_job_for_another_worker() {
     signal(&worker, libc::SIGTERM);
     assert!(worker.wait().expect("exit").success());
     // Released at once (visibility 0), not after the 60 s visibility timeout.
-    let jobs = std::sync::Arc::clone(&s.stack.engine.queues().jobs);
+    let jobs = std::sync::Arc::clone(&s.stack.backends.jobs);
     assert_eq!(jobs.stats().await.expect("stats").visible, 1, "the job is back on the queue");
     let mut healthy = spawn_worker(s.data_dir(), &[]);
     let job = s.wait_job(&id, Duration::from_secs(20)).await;

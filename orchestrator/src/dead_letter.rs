@@ -11,7 +11,7 @@ use pipeline_core::queue::{Queue, QueueError};
 use pipeline_core::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EmbeddedEngine, EngineError};
+use crate::engine::EngineError;
 
 /// A failed job with the reason and the whole history of its attempts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,20 +203,27 @@ pub async fn list(dlq: &dyn Queue) -> Result<Vec<DlqItem>, EngineError> {
     Ok(seen.into_iter().map(|(item, _)| item).collect())
 }
 
-/// Starts again the dead-lettered jobs that `ids` name (all of them when `ids` is
-/// empty), and removes them from the queue. Returns the jobs redriven.
+/// Starts again, with `restart`, the dead-lettered jobs that `ids` name (all of them
+/// when `ids` is empty), and removes them from the queue. Returns the jobs redriven.
 ///
 /// # Errors
-/// The queue or the engine failed; what was redriven before stays redriven.
-pub async fn redrive(dlq: &dyn Queue, engine: &EmbeddedEngine, ids: &[String]) -> Result<Vec<Job>, EngineError> {
-    let seen = scan(dlq, |item| async move {
+/// The queue or `restart` failed; what was redriven before stays redriven.
+pub async fn redrive<F, Fut>(dlq: &dyn Queue, ids: &[String], restart: F) -> Result<Vec<Job>, EngineError>
+where
+    F: Fn(Job) -> Fut,
+    Fut: Future<Output = Result<(), EngineError>>,
+{
+    let seen = scan(dlq, |item| {
         let wanted = ids.is_empty() || ids.iter().any(|id| item.matches(id));
-        match &item.letter {
-            Ok(letter) if wanted => {
-                engine.redrive(letter.job.clone()).await?;
-                Ok((item, true))
+        let restart = &restart;
+        async move {
+            match &item.letter {
+                Ok(letter) if wanted => {
+                    restart(letter.job.clone()).await?;
+                    Ok((item, true))
+                }
+                _ => Ok((item, false)),
             }
-            _ => Ok((item, false)),
         }
     })
     .await?;

@@ -51,11 +51,17 @@ pub enum EngineError {
     /// A queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Another orchestrator failed.
+    #[error(transparent)]
+    Orchestrator(#[from] OrchestratorError),
 }
 
 impl From<EngineError> for OrchestratorError {
     fn from(e: EngineError) -> Self {
-        OrchestratorError::new(e.to_string())
+        match e {
+            EngineError::Orchestrator(e) => e,
+            other => OrchestratorError::new(other.to_string()),
+        }
     }
 }
 

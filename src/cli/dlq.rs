@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use orchestrator::dead_letter::{self, DlqItem};
+use pipeline_core::message::Job;
 
 use crate::embedded::Embedded;
 
@@ -50,7 +51,7 @@ fn reason(item: &DlqItem) -> (String, String, String, u32) {
 }
 
 pub(crate) async fn run(stack: &Embedded, command: DlqCommand) -> anyhow::Result<ExitCode> {
-    let dlq = std::sync::Arc::clone(&stack.backends.queues.dead_letters);
+    let dlq = std::sync::Arc::clone(&stack.backends.dead_letters);
     match command {
         DlqCommand::List { json } => {
             let items = dead_letter::list(dlq.as_ref()).await?;
@@ -79,7 +80,19 @@ pub(crate) async fn run(stack: &Embedded, command: DlqCommand) -> anyhow::Result
             if ids.is_empty() && !all {
                 anyhow::bail!("name the jobs to redrive, or pass --all");
             }
-            let redriven = dead_letter::redrive(dlq.as_ref(), &stack.engine, &ids).await?;
+            let redriven = match &stack.engine {
+                // The embedded engine restarts the same job, history kept.
+                Some(engine) => dead_letter::redrive(dlq.as_ref(), &ids, |job| engine.redrive(job)).await?,
+                // A finished execution cannot be restarted: a fresh execution takes the job over.
+                None => {
+                    dead_letter::redrive(dlq.as_ref(), &ids, |job| async move {
+                        let fresh = Job::new(job.source_bucket, job.source_key, job.destination_bucket, job.renditions);
+                        println!("job {} continues as job {}", job.job_id, fresh.job_id);
+                        stack.orchestrator.start(fresh).await.map_err(Into::into)
+                    })
+                    .await?
+                }
+            };
             for job in &redriven {
                 println!("redriven {} ({}/{})", job.job_id, job.source_bucket, job.source_key);
             }

@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use pipeline_core::orchestration::Orchestrator;
-
 use crate::embedded::Embedded;
 
 /// Arguments of `imgpipe jobs`.
@@ -21,14 +19,14 @@ pub struct JobsArgs {
 
 pub(crate) async fn run(stack: &Embedded, args: JobsArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.id {
-        let Some(record) = stack.engine.get(&id).await? else {
+        let Some(record) = stack.orchestrator.get(&id).await? else {
             eprintln!("imgpipe: no job {id:?}");
             return Ok(ExitCode::FAILURE);
         };
         println!("{}", serde_json::to_string_pretty(&record)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let jobs = stack.engine.list(args.limit).await?;
+    let jobs = stack.orchestrator.list(args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(ExitCode::SUCCESS);

@@ -169,7 +169,8 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             };
             let shutdown = CancellationToken::new();
             cancel_on_signals(shutdown.clone());
-            crate::serve::runner(&opened.queues, opened.blobs, &options).run(shutdown).await;
+            let reporter = crate::backends::reporter(backends, &opened)?;
+            crate::serve::runner(&opened, reporter, &options).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
         Command::Asl(args) => {

@@ -32,6 +32,20 @@ pub struct SetupArgs {
     /// The bucket whose uploads become jobs.
     #[arg(long, env = "IMGPIPE_SOURCE_BUCKET", default_value = "original")]
     source_bucket: String,
+    /// With `--orchestrator stepfunctions`: the name of the state machine to create or update.
+    #[arg(long, default_value = "ImageProcessingWorkflow")]
+    state_machine_name: String,
+    /// With `--orchestrator stepfunctions`: the role the state machine assumes (may send to the jobs queue and the DLQ).
+    #[arg(long, env = "IMGPIPE_STATE_MACHINE_ROLE_ARN")]
+    role_arn: Option<String>,
+    #[command(flatten)]
+    retry: crate::config::RetryArgs,
+    /// With `--orchestrator stepfunctions`: a worker silent this long is lost (HeartbeatSeconds).
+    #[arg(long, env = "IMGPIPE_HEARTBEAT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    heartbeat_timeout: Duration,
+    /// With `--orchestrator stepfunctions`: the longest one attempt may take (TimeoutSeconds).
+    #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    task_timeout: Duration,
 }
 
 pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
@@ -64,9 +78,25 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
                 &settings,
             )
             .await?;
-            let reports = setup::create_queue(sqs, &backends.reports_queue, &settings).await?;
             println!("queue {} (to {} after {} receives)", jobs.url(), dlq.url(), args.max_receive_count);
-            println!("queue {}", reports.url());
+            if backends.step_functions() {
+                let role = args.role_arn.as_deref().context("--orchestrator stepfunctions needs --role-arn")?;
+                let options = orchestrator::asl::AslOptions {
+                    jobs_queue_url: jobs.url().to_owned(),
+                    dead_letter_queue_url: dlq.url().to_owned(),
+                    retry: args.retry.policy(),
+                    heartbeat: args.heartbeat_timeout,
+                    timeout: args.task_timeout,
+                };
+                let client = pipeline_aws::sfn::client(aws.config());
+                let arn =
+                    pipeline_aws::sfn::setup::create_state_machine(&client, &args.state_machine_name, &options, role)
+                        .await?;
+                println!("state machine {arn}");
+            } else {
+                let reports = setup::create_queue(sqs, &backends.reports_queue, &settings).await?;
+                println!("queue {}", reports.url());
+            }
         }
         _ => {
             crate::embedded::Embedded::open_with(&data.data_dir, backends, orchestrator::EngineConfig::default(), 5)

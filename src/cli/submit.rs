@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use pipeline_core::blob::{PutOptions, guess_content_type};
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::orchestration::JobState;
 use producer::intake::{Intake, ProcessRequest};
 
 use crate::config::parse_duration;
@@ -39,7 +39,7 @@ pub struct SubmitArgs {
 
 pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake {
-        orchestrator: std::sync::Arc::new(stack.engine.clone()),
+        orchestrator: std::sync::Arc::clone(&stack.orchestrator),
         blobs: stack.blobs(),
         allowed_buckets: vec![args.bucket.clone(), args.destination.clone()],
     };
@@ -79,7 +79,7 @@ pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<Ex
         for id in jobs {
             let deadline = tokio::time::Instant::now() + args.timeout;
             let record = loop {
-                let record = stack.engine.get(&id).await?.with_context(|| format!("job {id} vanished"))?;
+                let record = stack.orchestrator.get(&id).await?.with_context(|| format!("job {id} vanished"))?;
                 if record.state.is_terminal() || tokio::time::Instant::now() >= deadline {
                     break record;
                 }

@@ -11,7 +11,7 @@ use imgpipe::embedded::Embedded;
 use imgpipe::serve::{ServeOptions, Server};
 use orchestrator::EngineConfig;
 use orchestrator::workflow::{Jitter, RetryPolicy};
-use pipeline_core::orchestration::{JobRecord, Orchestrator};
+use pipeline_core::orchestration::JobRecord;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use worker::RunnerConfig;
@@ -99,7 +99,7 @@ impl TestServer {
     }
 
     pub async fn job(&self, id: &str) -> JobRecord {
-        self.stack.engine.get(id).await.unwrap().unwrap_or_else(|| panic!("no job {id}"))
+        self.stack.orchestrator.get(id).await.unwrap().unwrap_or_else(|| panic!("no job {id}"))
     }
 
     /// Waits for the job to end.
