@@ -380,3 +380,41 @@ async fn step_functions_runs_the_workflow_with_the_container_worker_and_redrives
     assert_eq!(rig.wait_job(&url, &fresh).await["state"], "Success");
     assert!(rig.output("resized/notes_thumbnail.jpg").await.is_some());
 }
+
+/// The workflow's states for three scenarios, as `GET /jobs/{id}` tells them.
+async fn scenario_states(rig: &mut Rig) -> Vec<Vec<String>> {
+    let url = rig.serve(&["--workers", "0"]);
+    // Attempt 1 of every job fails with a retryable fault; good jobs then succeed.
+    rig.worker("fail-attempts=1");
+    rig.put_original("good.jpg", MYPHOTO).await;
+    rig.put_original("bad.jpg", b"not a photo").await;
+    let mut out = Vec::new();
+    for key in ["good.jpg", "bad.jpg"] {
+        let id = rig.post(&url, key, "").await["jobId"].as_str().expect("id").to_owned();
+        let job = rig.wait_job(&url, &id).await;
+        out.push(
+            job["history"]
+                .as_array()
+                .expect("history")
+                .iter()
+                .filter_map(|h| h["state"].as_str().map(str::to_owned))
+                .collect(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_engine_and_step_functions_walk_the_same_states() {
+    let mut embedded = Rig::new().await;
+    let mut step_functions = Rig::with_step_functions().await;
+    let a = scenario_states(&mut embedded).await;
+    let b = scenario_states(&mut step_functions).await;
+    assert_eq!(
+        a[0],
+        ["ProcessImage", "CheckResult", "Retry", "ProcessImage", "CheckResult", "Success"],
+        "retried, then succeeded"
+    );
+    assert_eq!(a[1], ["ProcessImage", "CheckResult", "Retry", "ProcessImage", "CheckResult", "DeadLetter", "Fail"]);
+    assert_eq!(a, b, "the same scenarios give the same sequence of states on both orchestrators");
+}
