@@ -180,6 +180,19 @@ impl Rig {
         resp.json().await.expect("json")
     }
 
+    /// Starts a worker with `faults`, submits the seed photo, and waits until the worker
+    /// holds the job: (the worker's index in `children`, the job id).
+    async fn job_held_by_a_worker(&mut self, url: &str, faults: &str) -> (usize, String) {
+        let worker = self.worker(faults);
+        self.put_original("myphoto.jpg", MYPHOTO).await;
+        let id = self.post(url, "myphoto.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+        eventually(Duration::from_secs(30), "the worker to take the job", || async {
+            (self.jobs_in_flight().await == 1).then_some(())
+        })
+        .await;
+        (worker, id)
+    }
+
     async fn jobs_in_flight(&self) -> u64 {
         let q = self.aws.queue(&self.name("jobs")).await.expect("queue");
         q.stats().await.expect("stats").in_flight
@@ -232,13 +245,7 @@ async fn post_process_on_s3_and_sqs_succeeds() {
 async fn a_worker_killed_mid_job_on_sqs_is_redelivered_with_one_set_of_outputs() {
     let mut rig = Rig::new().await;
     let url = rig.serve(&["--workers", "0"]);
-    let slow = rig.worker("delay-ms=30000");
-    rig.put_original("myphoto.jpg", MYPHOTO).await;
-    let id = rig.post(&url, "myphoto.jpg", "").await["jobId"].as_str().expect("id").to_owned();
-    eventually(Duration::from_secs(30), "the slow worker to take the job", || async {
-        (rig.jobs_in_flight().await == 1).then_some(())
-    })
-    .await;
+    let (slow, id) = rig.job_held_by_a_worker(&url, "delay-ms=30000").await;
     rig.children[slow].kill().expect("SIGKILL");
     rig.children[slow].wait().expect("reaped");
     rig.worker("");
@@ -330,13 +337,7 @@ async fn three_worker_processes_on_one_sqs_queue_do_every_job_once() {
 async fn sigterm_on_sqs_drains_the_job_in_hand() {
     let mut rig = Rig::new().await;
     let url = rig.serve(&["--workers", "0"]);
-    let w = rig.worker("delay-ms=1500");
-    rig.put_original("myphoto.jpg", MYPHOTO).await;
-    let id = rig.post(&url, "myphoto.jpg", "").await["jobId"].as_str().expect("id").to_owned();
-    eventually(Duration::from_secs(30), "the worker to take the job", || async {
-        (rig.jobs_in_flight().await == 1).then_some(())
-    })
-    .await;
+    let (w, id) = rig.job_held_by_a_worker(&url, "delay-ms=1500").await;
     let pid = libc::pid_t::try_from(rig.children[w].id()).expect("pid");
     // SAFETY: signalling our own child.
     #[allow(unsafe_code)]
