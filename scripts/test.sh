@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the build and the tests need
-# (Debian cmake + nasm for libjpeg-turbo, moto server for the AWS tests), checks
-# formatting and lints, starts the AWS emulator on 127.0.0.1, runs every test, stops it.
+# (Debian cmake + nasm for libjpeg-turbo and rav1e, moto server for the AWS tests, cfn-lint
+# and checkov for the template), checks formatting and lints, starts the AWS emulator on
+# 127.0.0.1, runs every test, stops it. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
+# cold) is a separate check.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p worker  # extra arguments go to `cargo test`
@@ -29,6 +31,9 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+
+step "infrastructure lint (cfn-lint, checkov)"
+scripts/infra-lint.sh
 
 step "AWS emulator"
 trap 'scripts/moto.sh stop' EXIT

@@ -9,24 +9,7 @@ use orchestrator::workflow::{Jitter, RetryPolicy};
 use worker::RunnerConfig;
 use worker::engine::Limits;
 
-/// Reads `500ms`, `30s`, `5m`, `2h` or a bare number of seconds.
-///
-/// # Errors
-/// A sentence saying the value is not a duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 500ms, 30s, 5m)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s, m or h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
-}
+pub use pipeline_core::time::parse_duration;
 
 /// Where the embedded deployment keeps its files.
 #[derive(clap::Args, Debug, Clone)]
@@ -140,22 +123,5 @@ impl WorkerArgs {
     /// The engine's input limits.
     pub fn limits(&self) -> Limits {
         Limits { max_input_bytes: self.max_input_bytes, max_pixels: self.max_pixels, ..Limits::default() }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        for bad in ["", "fast", "5 days", "-1s", "1e400"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
     }
 }

@@ -1,0 +1,123 @@
+//! S3 ObjectCreated events, S3 invoking the function directly: one job per created object.
+//!
+//! - Keys arrive form-encoded (`+` is a space, `%2F` a slash) and are decoded first.
+//! - Recursion-safe twice over: the template notifies only for the original bucket, and
+//!   here keys under `resized/` in the destination bucket are skipped, so renditions never
+//!   start jobs even if both buckets were one.
+//! - A record refused with a 4xx (not allowed, missing, bad key) is logged and skipped:
+//!   retrying cannot help. A 5xx (S3 or Step Functions failing) fails the invocation after
+//!   the other records were tried, so Lambda's asynchronous retries run it again. Records
+//!   that had succeeded are then started again as new jobs; S3 sends one record per event,
+//!   and outputs are deterministic, so that costs a duplicate run at worst.
+
+use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
+use lambda_runtime::{LambdaEvent, service_fn};
+use pipeline_aws::s3_event::form_decode;
+use pipeline_core::rendition::OUTPUT_PREFIX;
+use producer::intake::{Intake, ProcessRequest};
+
+/// Why an event must be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of the event's records could not start a job (first: {first})")]
+pub struct S3IntakeError {
+    /// How many records failed with a 5xx-class error.
+    pub failed: usize,
+    /// The first failure.
+    pub first: String,
+}
+
+/// What an event became.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Handled {
+    /// Ids of the jobs started.
+    pub started: Vec<String>,
+    /// Records skipped: other event kinds, our own outputs, or refused with a 4xx.
+    pub skipped: usize,
+}
+
+/// The S3 event handler.
+#[derive(Clone, Debug)]
+pub struct S3EventHandler {
+    /// Validates and starts jobs.
+    pub intake: Intake,
+    /// Where renditions go.
+    pub destination_bucket: String,
+}
+
+impl S3EventHandler {
+    /// Starts a job per created object in `event`.
+    ///
+    /// # Errors
+    /// [`S3IntakeError`] when any record failed with a 5xx-class error.
+    pub async fn handle(&self, event: S3Event) -> Result<Handled, S3IntakeError> {
+        let mut handled = Handled::default();
+        let mut failures = Vec::new();
+        for record in &event.records {
+            let Some(request) = self.request(record) else {
+                handled.skipped += 1;
+                continue;
+            };
+            let (bucket, key) = (request.source_bucket.clone(), request.source_key.clone());
+            match self.intake.submit(request).await {
+                Ok(job) => handled.started.push(job.job_id),
+                Err(e) if e.status.is_client_error() => {
+                    tracing::warn!(%bucket, %key, error = %e, "not starting a job");
+                    handled.skipped += 1;
+                }
+                Err(e) => {
+                    tracing::error!(%bucket, %key, error = %e, "could not start the job; failing the invocation");
+                    failures.push(format!("{bucket}/{key}: {e}"));
+                }
+            }
+        }
+        match failures.first() {
+            None => Ok(handled),
+            Some(first) => Err(S3IntakeError { failed: failures.len(), first: first.clone() }),
+        }
+    }
+
+    /// The job request for `record`, or `None` when it names no new object of ours to process.
+    fn request(&self, record: &S3EventRecord) -> Option<ProcessRequest> {
+        let name = record.event_name.as_deref().unwrap_or_default();
+        if !name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+            tracing::debug!(event = name, "ignoring an event that creates nothing");
+            return None;
+        }
+        let bucket = record.s3.bucket.name.as_deref().filter(|b| !b.is_empty());
+        let raw_key = record.s3.object.key.as_deref().filter(|k| !k.is_empty());
+        let (Some(bucket), Some(raw_key)) = (bucket, raw_key) else {
+            tracing::warn!(event = name, "ignoring a record without a bucket name or an object key");
+            return None;
+        };
+        let Some(key) = form_decode(raw_key) else {
+            tracing::warn!(%bucket, key = raw_key, "ignoring a key that does not decode to UTF-8");
+            return None;
+        };
+        if bucket == self.destination_bucket && key.starts_with(OUTPUT_PREFIX) {
+            tracing::debug!(%key, "ignoring our own output");
+            return None;
+        }
+        Some(ProcessRequest {
+            source_bucket: bucket.to_owned(),
+            source_key: key,
+            destination_bucket: self.destination_bucket.clone(),
+            renditions: None,
+        })
+    }
+}
+
+/// Serves S3 events until the execution environment ends.
+///
+/// # Errors
+/// The runtime's, when it cannot talk to the Lambda Runtime API.
+pub async fn run(handler: S3EventHandler) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| {
+        let handler = handler.clone();
+        async move {
+            let handled = handler.handle(event.payload).await.map_err(lambda_runtime::Error::from)?;
+            tracing::info!(started = handled.started.len(), skipped = handled.skipped, "event handled");
+            Ok::<_, lambda_runtime::Error>(handled.started)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,187 @@
+//! The worker on SQS events: each record is read and handled on its own
+//! ([`SqsWorker::handle_record`]) and the batch answers with exactly the ids that should
+//! come back ([`SqsBatchResponse`]), so one bad message never fails its batch.
+//!
+//! What a record becomes:
+//! - a job, processed and reported ([`worker::execute::execute`]): reported, or already
+//!   resolved ([`ReportError::Stale`]), it is done and Lambda deletes it; a permanent job
+//!   failure is *reported* too (the workflow dead-letters it), so it is done as well;
+//! - a report that could not be delivered ([`ReportError::Failed`]): a batch item failure,
+//!   redelivered after the visibility timeout (the queue's redrive policy is the backstop);
+//! - a body that is not a job: sent to the dead-letter queue at once, as the long-poll
+//!   runner does, because retrying cannot make it readable; only if that send fails is it
+//!   a batch item failure, left to the redrive policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{LambdaEvent, service_fn};
+use pipeline_aws::sfn::{RoutingReporter, SfnReporter};
+use pipeline_core::JobError;
+use pipeline_core::message::Job;
+use pipeline_core::queue::{Queue, QueueError};
+use pipeline_core::report::{QueueReporter, ReportError, Reporter};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use worker::WorkerDeps;
+use worker::execute::{execute, report};
+use worker::faults::Faults;
+
+use crate::Clients;
+use crate::config::WorkerConfig;
+
+/// What became of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Finished with: Lambda deletes the message.
+    Done,
+    /// Hand the message back for another delivery, for this reason.
+    Retry(String),
+}
+
+/// What the handler needs, built once per execution environment and cloned per record.
+#[derive(Clone, Debug)]
+pub struct SqsWorker {
+    /// Storage and limits for `process_job`.
+    pub deps: Arc<WorkerDeps>,
+    /// Where outcomes and heartbeats go.
+    pub reporter: Arc<dyn Reporter>,
+    /// Where unreadable messages go.
+    pub dead_letters: Arc<dyn Queue>,
+    /// How often a busy job heartbeats.
+    pub heartbeat_every: Duration,
+    /// Deliveries after which a job is reported as poison instead of tried again.
+    pub max_receive_count: u32,
+    /// Records processed at once.
+    pub concurrency: usize,
+    /// Cancelled when the execution environment shuts down: records not yet started are
+    /// handed back.
+    pub shutdown: CancellationToken,
+}
+
+impl SqsWorker {
+    /// Handles every record of `event`, at most [`Self::concurrency`] at a time, and
+    /// answers with the ids of those to redeliver, in the order they came.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = Vec::with_capacity(event.records.len());
+        for record in event.records {
+            let (this, permits) = (self.clone(), permits.clone());
+            let id = record.message_id.clone().unwrap_or_default();
+            tasks.push((
+                id,
+                tokio::spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    this.handle_record(&record).await
+                }),
+            ));
+        }
+        let mut response = SqsBatchResponse::default();
+        for (id, task) in tasks {
+            let outcome = task.await.unwrap_or_else(|e| RecordOutcome::Retry(format!("the handler crashed: {e}")));
+            if let RecordOutcome::Retry(reason) = outcome {
+                // An empty id makes Lambda retry the whole batch, the safe side for a record
+                // it cannot name (SQS always sends one).
+                tracing::warn!(message_id = %id, %reason, "handing the message back");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Handles one record: the per-message work, apart from the batch glue.
+    pub async fn handle_record(&self, record: &SqsMessage) -> RecordOutcome {
+        let id = record.message_id.as_deref().unwrap_or_default();
+        if self.shutdown.is_cancelled() {
+            return RecordOutcome::Retry("shutting down before it started".into());
+        }
+        let body = record.body.as_deref().unwrap_or_default();
+        let job = match Job::from_json(body) {
+            Ok(job) => job,
+            Err(e) => return self.dead_letter(id, body, &e.to_string()).await,
+        };
+        let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse::<u32>().ok());
+        let span = tracing::info_span!("job", job_id = %job.job_id, attempt = job.attempt, message_id = %id);
+        async {
+            let reported = match receive_count {
+                Some(n) if n > self.max_receive_count => {
+                    let poison =
+                        JobError::permanent("PoisonMessage", format!("delivered {n} times without completing"));
+                    report(self.reporter.as_ref(), &job, &Err(poison)).await
+                }
+                _ => execute(&job, &self.deps, self.reporter.as_ref(), self.heartbeat_every).await,
+            };
+            match reported {
+                Ok(()) => RecordOutcome::Done,
+                Err(ReportError::Stale(why)) => {
+                    tracing::info!(%why, "the attempt was already resolved; dropping the message");
+                    RecordOutcome::Done
+                }
+                Err(ReportError::Failed(why)) => RecordOutcome::Retry(format!("report not delivered: {why}")),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dead_letter(&self, id: &str, body: &str, error: &str) -> RecordOutcome {
+        tracing::error!(message_id = %id, %error, "unreadable job message; dead-lettering it");
+        match self.dead_letters.send(body, Duration::ZERO).await {
+            Ok(_) => RecordOutcome::Done,
+            Err(e) => RecordOutcome::Retry(format!("unreadable, and the dead-letter queue refused it: {e}")),
+        }
+    }
+}
+
+/// Builds the worker from its settings and the clients built in `main`: jobs with a task
+/// token report to Step Functions; jobs without one to the reports queue when there is
+/// one, else they cannot be reported and come back until the redrive policy moves them.
+///
+/// # Errors
+/// A queue that cannot be resolved.
+pub async fn build(config: &WorkerConfig, clients: &Clients) -> Result<SqsWorker, QueueError> {
+    let step_functions: Arc<dyn Reporter> = Arc::new(SfnReporter::new(clients.sfn.clone()));
+    let otherwise: Arc<dyn Reporter> = match &config.reports_queue {
+        Some(name) => Arc::new(QueueReporter::new(clients.aws.queue(name).await?)),
+        None => step_functions.clone(),
+    };
+    let deps = WorkerDeps {
+        blobs: clients.aws.blob_store(),
+        limits: config.limits,
+        cache_control: config.cache_control.clone(),
+        faults: Faults::default(),
+    };
+    Ok(SqsWorker {
+        deps: Arc::new(deps),
+        reporter: Arc::new(RoutingReporter::new(step_functions, otherwise)),
+        dead_letters: clients.aws.queue(&config.dead_letter_queue).await?,
+        heartbeat_every: config.heartbeat_interval,
+        max_receive_count: config.max_receive_count,
+        concurrency: config.concurrency,
+        shutdown: CancellationToken::new(),
+    })
+}
+
+/// Serves SQS events until the execution environment ends. The runtime's graceful-shutdown
+/// hook (SIGTERM, delivered because it registers a no-op extension) cancels
+/// [`SqsWorker::shutdown`].
+///
+/// # Errors
+/// The runtime's, when it cannot talk to the Lambda Runtime API.
+pub async fn run(worker: SqsWorker) -> Result<(), lambda_runtime::Error> {
+    let shutdown = worker.shutdown.clone();
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        tracing::info!("execution environment shutting down");
+        shutdown.cancel();
+    })
+    .await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let worker = worker.clone();
+        async move { Ok::<_, std::convert::Infallible>(worker.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,58 @@
+//! The S3 event function fed an ObjectCreated event (S3 invoking Lambda directly) in-process,
+//! against the emulator: form-encoded keys are decoded, our own outputs and 4xx records are
+//! skipped, and a 5xx from the orchestrator fails the invocation so Lambda retries it.
+
+#[path = "../../pipeline-aws/tests/common/mod.rs"]
+mod common;
+#[path = "../../pipeline-aws/tests/sfn_harness/mod.rs"]
+mod sfn_harness;
+
+use aws_lambda_events::event::s3::S3Event;
+use imgpipe_lambda::config::ProducerConfig;
+use imgpipe_lambda::s3_event::S3EventHandler;
+use imgpipe_lambda::{Clients, api};
+use pipeline_core::orchestration::{JobState, Orchestrator};
+use sfn_harness::Rig;
+
+const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
+const FIXTURE: &str = include_str!("fixtures/s3_object_created.json");
+
+fn handler(rig: &Rig, state_machine_arn: &str) -> S3EventHandler {
+    let config = ProducerConfig {
+        state_machine_arn: state_machine_arn.to_owned(),
+        allowed_buckets: vec![rig.originals.clone(), rig.resized.clone()],
+        destination_bucket: Some(rig.resized.clone()),
+    };
+    let clients = Clients { aws: rig.aws.clone(), sfn: rig.sfn.clone() };
+    S3EventHandler { intake: api::intake(&config, &clients), destination_bucket: rig.resized.clone() }
+}
+
+fn event(rig: &Rig) -> S3Event {
+    let text = FIXTURE.replace("ORIGINALS", &rig.originals).replace("RESIZED", &rig.resized);
+    serde_json::from_str(&text).expect("an S3 event")
+}
+
+#[tokio::test]
+async fn created_objects_start_jobs_under_their_decoded_keys() {
+    let rig = Rig::new("lambda-s3").await;
+    // The event says `holiday+photos%2Fbeach+day.jpg`.
+    rig.put("holiday photos/beach day.jpg", PHOTO).await;
+    let handled = handler(&rig, rig.orchestrator.state_machine_arn()).handle(event(&rig)).await.expect("handled");
+    // One job; skipped: our own rendition in the resized bucket, and a source already deleted (404).
+    assert_eq!((handled.started.len(), handled.skipped), (1, 2), "{handled:?}");
+
+    let record = rig.orchestrator.get(&handled.started[0]).await.expect("get").expect("its execution");
+    assert_eq!(record.source_key, "holiday photos/beach day.jpg");
+    assert_eq!((record.source_bucket.as_str(), record.destination_bucket.as_str()), (&*rig.originals, &*rig.resized));
+    assert_eq!(record.state, JobState::ProcessImage);
+}
+
+#[tokio::test]
+async fn an_orchestrator_failure_fails_the_invocation() {
+    let rig = Rig::new("lambda-s3-5xx").await;
+    rig.put("holiday photos/beach day.jpg", PHOTO).await;
+    let gone = rig.orchestrator.state_machine_arn().replace(":stateMachine:", ":stateMachine:deleted-");
+    let err = handler(&rig, &gone).handle(event(&rig)).await.expect_err("StartExecution fails");
+    assert_eq!(err.failed, 1, "{err}");
+    assert!(err.first.contains("holiday photos/beach day.jpg"), "{err}");
+}
