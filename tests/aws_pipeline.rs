@@ -180,6 +180,19 @@ impl Rig {
         resp.json().await.expect("json")
     }
 
+    /// The seed project's request for its photo, answered with its result body once the
+    /// job ends: a 512×512 JPEG thumbnail whose size the body tells.
+    async fn seed_request_succeeds(&self, url: &str) -> serde_json::Value {
+        self.put_original("myphoto.jpg", MYPHOTO).await;
+        let body = self.post(url, "myphoto.jpg", "?wait=60").await;
+        assert_eq!(body["statusCode"], 200, "{body}");
+        assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
+        let out = self.output("resized/myphoto_thumbnail.jpg").await.expect("written");
+        assert_eq!(body["fileSize"], out.len());
+        assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+        body
+    }
+
     /// Starts a worker with `faults`, submits the seed photo, and waits until the worker
     /// holds the job: (the worker's index in `children`, the job id).
     async fn job_held_by_a_worker(&mut self, url: &str, faults: &str) -> (usize, String) {
@@ -232,13 +245,7 @@ async fn an_upload_to_s3_becomes_a_thumbnail_through_the_notification_queue() {
 async fn post_process_on_s3_and_sqs_succeeds() {
     let mut rig = Rig::new().await;
     let url = rig.serve(&[]);
-    rig.put_original("myphoto.jpg", MYPHOTO).await;
-    let body = rig.post(&url, "myphoto.jpg", "?wait=60").await;
-    assert_eq!(body["statusCode"], 200, "{body}");
-    assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
-    let out = rig.output("resized/myphoto_thumbnail.jpg").await.expect("written");
-    assert_eq!(body["fileSize"], out.len());
-    assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+    rig.seed_request_succeeds(&url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,12 +361,7 @@ async fn sigterm_on_sqs_drains_the_job_in_hand() {
 async fn step_functions_runs_the_workflow_with_the_container_worker_and_redrives_failures() {
     let mut rig = Rig::with_step_functions().await;
     let url = rig.serve(&[]);
-    rig.put_original("myphoto.jpg", MYPHOTO).await;
-    let body = rig.post(&url, "myphoto.jpg", "?wait=60").await;
-    assert_eq!(body["statusCode"], 200, "{body}");
-    assert_eq!(body["destinationKey"], "resized/myphoto_thumbnail.jpg");
-    let out = rig.output("resized/myphoto_thumbnail.jpg").await.expect("written");
-    assert_eq!(jpeg_dimensions(&out), Some((512, 512)));
+    let body = rig.seed_request_succeeds(&url).await;
     let job = rig.wait_job(&url, body["jobId"].as_str().expect("id")).await;
     let states: Vec<&str> =
         job["history"].as_array().expect("history").iter().filter_map(|h| h["state"].as_str()).collect();
