@@ -55,7 +55,10 @@ pub struct EngineArgs {
     /// Retries of retryable failures.
     #[command(flatten)]
     pub retry: RetryArgs,
-    /// An attempt with no report for this long counts as a lost worker.
+    /// A queued attempt no worker has taken for this long counts as lost.
+    #[arg(long, env = "IMGPIPE_QUEUE_TIMEOUT", default_value = "1h", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+    /// An attempt running longer than this (from the worker's first heartbeat) counts as lost.
     #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub task_timeout: Duration,
     /// A busy attempt with no heartbeat for this long counts as a lost worker.
@@ -68,6 +71,7 @@ impl EngineArgs {
     pub fn config(&self) -> EngineConfig {
         EngineConfig {
             retry: self.retry.policy(),
+            queue_timeout: self.queue_timeout,
             task_timeout: self.task_timeout,
             heartbeat_timeout: self.heartbeat_timeout,
         }
@@ -108,16 +112,24 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     /// The runner's configuration.
-    pub fn runner(&self) -> RunnerConfig {
+    ///
+    /// # Errors
+    /// A heartbeat interval not below the visibility timeout, or a visibility under a second.
+    pub fn runner(&self) -> anyhow::Result<RunnerConfig> {
         let defaults = RunnerConfig::default();
-        RunnerConfig {
+        anyhow::ensure!(self.visibility_timeout >= Duration::from_secs(1), "--visibility-timeout must be at least 1s");
+        anyhow::ensure!(
+            !self.heartbeat_interval.is_zero() && self.heartbeat_interval < self.visibility_timeout,
+            "--heartbeat-interval must be above zero and below --visibility-timeout, or jobs would run twice"
+        );
+        Ok(RunnerConfig {
             concurrency: self.workers.unwrap_or(defaults.concurrency),
             visibility: self.visibility_timeout,
             heartbeat_every: self.heartbeat_interval,
             poll_wait: Duration::from_secs(5),
             drain_deadline: self.drain_timeout,
             max_receive_count: self.max_receive_count,
-        }
+        })
     }
 
     /// The engine's input limits.

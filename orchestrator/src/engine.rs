@@ -26,7 +26,9 @@ use crate::workflow::{Decision, RetryPolicy, check_result};
 pub struct EngineConfig {
     /// Retries of retryable failures.
     pub retry: RetryPolicy,
-    /// How long an attempt may go without any report before its worker counts as lost.
+    /// How long a queued attempt may wait for a worker to take it before it counts as lost.
+    pub queue_timeout: Duration,
+    /// How long an attempt may run, from the worker's first heartbeat, before it counts as lost.
     pub task_timeout: Duration,
     /// How long after its last heartbeat a busy worker counts as lost.
     pub heartbeat_timeout: Duration,
@@ -36,6 +38,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
+            queue_timeout: Duration::from_secs(3600),
             task_timeout: Duration::from_secs(600),
             heartbeat_timeout: Duration::from_secs(120),
         }
@@ -120,7 +123,7 @@ impl EmbeddedEngine {
     /// The job could not be recorded. A failed send is not an error: the attempt's
     /// deadline passes and the job is retried.
     pub async fn submit(&self, job: Job) -> Result<(), EngineError> {
-        let timeout = ms(self.config.task_timeout);
+        let timeout = ms(self.config.queue_timeout);
         let recorded = job.clone();
         self.db
             .call(move |conn| -> Result<(), EngineError> {
@@ -159,8 +162,10 @@ impl EmbeddedEngine {
                 let current = row.state == JobState::ProcessImage && row.job.attempt == report.attempt;
                 let applied = match report.kind {
                     ReportKind::Heartbeat if current => {
-                        let due = row.due_at.max(now + ms(config.heartbeat_timeout));
-                        store::set_state(&tx, &row.job.job_id, row.state, row.job.attempt, due, now, None)?;
+                        // Silence past the heartbeat timeout, or a run past the task timeout, is a lost worker.
+                        let started = row.started_at.unwrap_or(now);
+                        let due = (now + ms(config.heartbeat_timeout)).min(started + ms(config.task_timeout));
+                        store::extend(&tx, &row.job.job_id, started, due, now)?;
                         Applied::Extended
                     }
                     // Outputs are deterministic, so a late success of any attempt still counts.
@@ -177,7 +182,10 @@ impl EmbeddedEngine {
             })
             .await?;
         if applied == Applied::Moved(JobState::DeadLetter) {
-            self.flush_dead_letters().await?;
+            // The report is applied either way; a failed send is retried by the next tick.
+            if let Err(e) = self.flush_dead_letters().await {
+                tracing::warn!(error = %e, "dead letter not sent yet; the next tick retries");
+            }
         }
         Ok(applied)
     }
@@ -194,7 +202,7 @@ impl EmbeddedEngine {
     }
 
     async fn start_due_retries(&self) -> Result<(), EngineError> {
-        let timeout = ms(self.config.task_timeout);
+        let timeout = ms(self.config.queue_timeout);
         let started = self
             .db
             .call(move |conn| -> Result<Vec<Job>, EngineError> {
@@ -218,7 +226,7 @@ impl EmbeddedEngine {
     }
 
     async fn fail_lost_workers(&self) -> Result<(), EngineError> {
-        let (config, unit) = (self.config, fastrand::f64());
+        let config = self.config;
         self.db
             .call(move |conn| -> Result<(), EngineError> {
                 let tx = immediate(conn)?;
@@ -229,7 +237,8 @@ impl EmbeddedEngine {
                         "WorkerLost",
                         format!("no report for attempt {} before its deadline", row.job.attempt),
                     );
-                    conclude_failure(&tx, &row, &lost, &config, unit, now)?;
+                    // A draw per job, so jobs lost together do not retry together.
+                    conclude_failure(&tx, &row, &lost, &config, fastrand::f64(), now)?;
                 }
                 tx.commit().map_err(DbError::from)?;
                 Ok(())
@@ -276,7 +285,7 @@ impl EmbeddedEngine {
     /// # Errors
     /// The store failed.
     pub async fn redrive(&self, job: Job) -> Result<(), EngineError> {
-        let timeout = ms(self.config.task_timeout);
+        let timeout = ms(self.config.queue_timeout);
         let mut fresh = job;
         fresh.attempt = 1;
         fresh.task_token = None;

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
     due_at        INTEGER NOT NULL,
+    started_at    INTEGER,
     outputs_json  TEXT,
     metadata_json TEXT,
     error_json    TEXT
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS job_history (
 pub(crate) struct Row {
     pub job: Job,
     pub state: JobState,
-    pub due_at: i64,
+    /// When a worker first said it holds the current attempt.
+    pub started_at: Option<i64>,
 }
 
 fn json_err(e: serde_json::Error) -> DbError {
@@ -44,16 +46,16 @@ fn json_err(e: serde_json::Error) -> DbError {
 }
 
 pub(crate) fn load_row(conn: &Connection, job_id: &str) -> Result<Option<Row>, DbError> {
-    let row: Option<(String, u32, String, i64)> = conn
-        .query_row("SELECT state, attempt, job_json, due_at FROM jobs WHERE job_id = ?1", params![job_id], |r| {
+    let row: Option<(String, u32, String, Option<i64>)> = conn
+        .query_row("SELECT state, attempt, job_json, started_at FROM jobs WHERE job_id = ?1", params![job_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((state, attempt, job_json, due_at)) = row else { return Ok(None) };
+    let Some((state, attempt, job_json, started_at)) = row else { return Ok(None) };
     let mut job: Job = serde_json::from_str(&job_json).map_err(json_err)?;
     job.attempt = attempt;
     let state = JobState::parse(&state).ok_or_else(|| DbError::new(format!("unknown job state {state:?}")))?;
-    Ok(Some(Row { job, state, due_at }))
+    Ok(Some(Row { job, state, started_at }))
 }
 
 pub(crate) fn insert(conn: &Connection, job: &Job, now: i64, due_at: i64) -> Result<(), DbError> {
@@ -66,7 +68,16 @@ pub(crate) fn insert(conn: &Connection, job: &Job, now: i64, due_at: i64) -> Res
     Ok(())
 }
 
-/// Moves a job to `state`; `error` of `None` keeps the last error.
+/// Records a heartbeat of the current attempt: when it started, and its new deadline.
+pub(crate) fn extend(conn: &Connection, job_id: &str, started_at: i64, due_at: i64, now: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE jobs SET started_at = ?2, due_at = ?3, updated_at = ?4 WHERE job_id = ?1",
+        params![job_id, started_at, due_at, now],
+    )?;
+    Ok(())
+}
+
+/// Moves a job to `state` (a new attempt has not started); `error` of `None` keeps the last error.
 pub(crate) fn set_state(
     conn: &Connection,
     job_id: &str,
@@ -78,7 +89,7 @@ pub(crate) fn set_state(
 ) -> Result<(), DbError> {
     let error = error.map(serde_json::to_string).transpose().map_err(json_err)?;
     conn.execute(
-        "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5,
+        "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5, started_at = NULL,
          error_json = COALESCE(?6, error_json) WHERE job_id = ?1",
         params![job_id, state.as_str(), attempt, due_at, now, error],
     )?;

@@ -181,21 +181,22 @@ async fn retryable_failures_dead_letter_once_attempts_are_spent() {
 #[tokio::test]
 async fn a_silent_worker_is_lost_and_the_job_retried() {
     let config = EngineConfig {
-        task_timeout: Duration::from_millis(300),
-        heartbeat_timeout: Duration::from_millis(600),
+        queue_timeout: Duration::from_millis(300),
+        task_timeout: Duration::from_secs(5),
+        heartbeat_timeout: Duration::from_millis(400),
         ..fast_retries(3)
     };
     let r = rig(config);
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
-    // Heartbeats push the deadline back.
+    // A heartbeat replaces the queue deadline by the heartbeat deadline.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("hb"), Applied::Extended);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     r.engine.tick().await.expect("tick");
     assert_eq!(r.engine.get(&job.job_id).await.expect("get").expect("rec").state, JobState::ProcessImage);
-    // Then silence past the deadline.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Then silence past the heartbeat deadline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     r.engine.tick().await.expect("tick");
     let rec = r.engine.get(&job.job_id).await.expect("get").expect("rec");
     assert_eq!(rec.state, JobState::Retry);
@@ -206,6 +207,28 @@ async fn a_silent_worker_is_lost_and_the_job_retried() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     r.engine.tick().await.expect("tick");
     assert_eq!(take_job(r.jobs.as_ref()).await.attempt, 2);
+}
+
+#[tokio::test]
+async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
+    let config = EngineConfig {
+        queue_timeout: Duration::from_secs(60),
+        task_timeout: Duration::from_millis(500),
+        heartbeat_timeout: Duration::from_millis(300),
+        ..fast_retries(3)
+    };
+    let r = rig(config);
+    r.engine.submit(new_job()).await.expect("submit");
+    let job = take_job(r.jobs.as_ref()).await;
+    // A hung job whose worker keeps heartbeating.
+    for _ in 0..8 {
+        r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("hb");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.engine.tick().await.expect("tick");
+    }
+    let rec = r.engine.get(&job.job_id).await.expect("get").expect("rec");
+    let lost = rec.history.iter().find(|h| h.error.as_ref().is_some_and(|e| e.code == "WorkerLost"));
+    assert_eq!(lost.map(|h| h.attempt), Some(1), "lost once the task timeout passed, heartbeats or not");
 }
 
 #[tokio::test]

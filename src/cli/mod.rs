@@ -121,25 +121,25 @@ pub fn main() -> ExitCode {
     })
 }
 
-fn serve_options(args: &ServeArgs) -> ServeOptions {
-    ServeOptions {
+fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
+    Ok(ServeOptions {
         listen: args.listen,
         allowed_buckets: args.allowed_buckets.clone(),
         watch_bucket: (!args.no_watch).then(|| args.source_bucket.clone()),
         s3_events_queue: None,
         destination_bucket: args.destination_bucket.clone(),
         engine: args.engine.config(),
-        runner: args.worker.runner(),
+        runner: args.worker.runner()?,
         limits: args.worker.limits(),
         cache_control: Some(args.worker.cache_control.clone()).filter(|c| !c.is_empty()),
         faults: args.worker.faults.clone(),
-    }
+    })
 }
 
 async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let mut options = serve_options(&args);
+            let mut options = serve_options(&args)?;
             let stack =
                 Embedded::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
             if let Some(name) = &args.s3_events_queue {
@@ -162,7 +162,10 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
                 s3_events_queue: None,
                 destination_bucket: String::new(),
                 engine: orchestrator::EngineConfig::default(),
-                runner: RunnerConfig { concurrency: w.runner().concurrency.max(1), ..w.runner() },
+                runner: {
+                    let runner = w.runner()?;
+                    RunnerConfig { concurrency: runner.concurrency.max(1), ..runner }
+                },
                 limits: w.limits(),
                 cache_control: Some(w.cache_control.clone()).filter(|c| !c.is_empty()),
                 faults: w.faults.clone(),

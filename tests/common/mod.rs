@@ -44,6 +44,7 @@ pub fn test_options() -> ServeOptions {
                 max_delay: Duration::from_secs(5),
                 jitter: Jitter::None,
             },
+            queue_timeout: Duration::from_secs(60),
             task_timeout: Duration::from_secs(60),
             heartbeat_timeout: Duration::from_secs(30),
         },

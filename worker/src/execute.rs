@@ -43,7 +43,7 @@ pub async fn execute(
 ) -> Result<(), ReportError> {
     let beats = async {
         let mut ticks = tokio::time::interval(heartbeat_every);
-        ticks.tick().await;
+        // The first tick is immediate: the orchestrator learns at once that a worker holds the job.
         loop {
             ticks.tick().await;
             if let Err(e) = reporter.heartbeat(job).await {

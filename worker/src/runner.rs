@@ -171,7 +171,7 @@ impl Runner {
     /// Renews the message's visibility and heartbeats the orchestrator until dropped.
     async fn keep_alive(&self, job: &Job, message: &Received) {
         let mut ticks = tokio::time::interval(self.config.heartbeat_every);
-        ticks.tick().await;
+        // The first tick is immediate: the orchestrator learns at once that a worker holds the job.
         loop {
             ticks.tick().await;
             if let Err(e) = self.jobs.change_visibility(&message.receipt, self.config.visibility).await {
