@@ -103,7 +103,7 @@ impl Server {
             let reporter = crate::backends::reporter(&stack.args, &stack.backends)?;
             parts.spawn(runner(&stack.backends, reporter, &options).run(shutdown.clone()));
         }
-        let app = api::router(ApiState::new(intake, stack.backends.all_queues()));
+        let app = api::router(ApiState::new(intake, stack.backends.all_queues()).with_shutdown(shutdown.clone()));
         let token = shutdown.clone();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
         shutdown.cancel();

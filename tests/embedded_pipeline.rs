@@ -199,6 +199,10 @@ async fn bad_requests_get_json_errors_and_the_server_stays_up() {
         assert_eq!((status, json["error"]["code"].as_str()), (want_status, Some(want_code)), "{json}");
         assert!(json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
+    let resp = s.http.get(s.url("/jobs?limit=lots")).send().await.expect("get");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "InvalidQuery");
     let resp = s.http.get(s.url("/jobs/nope")).send().await.expect("get");
     assert_eq!(resp.status().as_u16(), 404);
     let resp = s.http.get(s.url("/process")).send().await.expect("get");
@@ -229,4 +233,20 @@ async fn custom_renditions_come_out_in_one_job() {
     assert_eq!(jpeg_dimensions(&banner), Some((300, 100)));
     assert_eq!(resp["outputs"].as_array().map(Vec::len), Some(2));
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_up_by_a_waiting_request() {
+    let mut options = test_options();
+    options.runner.concurrency = 0; // nobody will finish the job
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+    let (http, url) = (s.http.clone(), s.url("/process?wait=120"));
+    let waiting = tokio::spawn(async move { http.post(url).body(seed_request("myphoto.jpg")).send().await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    s.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped in {:?}", started.elapsed());
+    let resp = waiting.await.expect("task").expect("answered");
+    assert_eq!(resp.status().as_u16(), 202, "the job is still queued");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use pipeline_core::orchestration::{JobRecord, JobState};
 use pipeline_core::queue::Queue;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::intake::{Intake, ProcessRequest};
@@ -34,12 +35,21 @@ pub struct ApiState {
     pub queues: Vec<Arc<dyn Queue>>,
     /// Jobs accepted since start.
     pub accepted: Arc<AtomicU64>,
+    /// Cancelled when the server stops: `?wait` answers at once rather than hold shutdown up.
+    pub shutdown: CancellationToken,
 }
 
 impl ApiState {
     /// State for `intake`, reporting the depth of `queues`.
     pub fn new(intake: Intake, queues: Vec<Arc<dyn Queue>>) -> Self {
-        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)) }
+        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)), shutdown: CancellationToken::new() }
+    }
+
+    /// Ends `?wait` early when `shutdown` is cancelled.
+    #[must_use]
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
@@ -66,9 +76,10 @@ struct WaitQuery {
 
 async fn process(
     State(state): State<ApiState>,
-    Query(query): Query<WaitQuery>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("InvalidQuery", e.body_text()))?;
     let wait = match query.wait.as_deref() {
         None => None,
         Some(w) => match w.parse::<u64>() {
@@ -106,15 +117,22 @@ async fn process(
 
 async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<Option<JobRecord>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
+    // Look often at first (most thumbnails take well under a second), then back off.
+    let mut pause = Duration::from_millis(25);
     loop {
         let record = state.intake.orchestrator.get(job_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
         if let Some(record) = record.filter(|r| r.state.is_terminal()) {
             return Ok(Some(record));
         }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            () = state.shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(pause.min(deadline - now)) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -159,11 +177,19 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Resul
 
 #[derive(Deserialize)]
 struct ListQuery {
-    limit: Option<usize>,
+    limit: Option<String>,
 }
 
-async fn list_jobs(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(50).min(1000);
+async fn list_jobs(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("InvalidQuery", e.body_text()))?;
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => 50,
+        Some(Ok(n)) => n.min(1000),
+        Some(Err(_)) => return Err(ApiError::bad_request("InvalidQuery", "limit must be a whole number")),
+    };
     let jobs = state.intake.orchestrator.list(limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
 }
