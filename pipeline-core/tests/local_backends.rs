@@ -107,3 +107,14 @@ async fn local_blob_store() {
     assert!(dir.path().join("buckets/conformance/x/y.jpg").is_file());
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
 }
+
+#[tokio::test]
+async fn one_receive_never_delivers_a_message_twice() {
+    // With a zero visibility the message is visible again at once; one batch must still hold it once.
+    let dir = TempDir::new().expect("tempdir");
+    let q = queue(&dir, "q");
+    q.send("only", std::time::Duration::ZERO).await.expect("send");
+    let got = q.receive(10, std::time::Duration::ZERO, std::time::Duration::ZERO).await.expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].receive_count, 1);
+}

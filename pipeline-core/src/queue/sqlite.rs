@@ -91,8 +91,10 @@ impl SqliteQueue {
                     if rows.is_empty() {
                         break;
                     }
+                    let mut moved = false;
                     for (seq, message_id, body, count) in rows {
                         if let Some(policy) = redrive.as_ref().filter(|p| count >= p.max_receive_count) {
+                            moved = true;
                             tx.execute(
                                 "UPDATE queue_messages SET queue = ?1, visible_at = ?2, receipt = NULL WHERE seq = ?3",
                                 params![policy.dead_letter_queue, now, seq],
@@ -109,7 +111,9 @@ impl SqliteQueue {
                         .map_err(DbError::from)?;
                         out.push(Received { message_id, receipt, body, receive_count: count + 1 });
                     }
-                    if out.len() >= max {
+                    // Look again only to fill places of messages moved to the DLQ: rows just
+                    // delivered must not be picked twice (with a zero visibility they would be).
+                    if out.len() >= max || !moved {
                         break;
                     }
                 }
@@ -193,13 +197,20 @@ impl Queue for SqliteQueue {
         loop {
             // Register for wake-ups before looking, so a send in between is not missed.
             let notified = changed.notified();
-            let got = self.try_receive(max, visibility).await?;
+            // A plain read first: an idle poll must not take the write lock.
+            let next = self.next_visible_in().await?;
+            if next == Some(0) {
+                let got = self.try_receive(max, visibility).await?;
+                if !got.is_empty() {
+                    return Ok(got);
+                }
+            }
             let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= deadline {
-                return Ok(got);
+            if now >= deadline {
+                return Ok(Vec::new());
             }
             let mut nap = POLL_INTERVAL.min(deadline - now);
-            if let Some(next) = self.next_visible_in().await? {
+            if let Some(next) = next.filter(|n| *n > 0) {
                 nap = nap.min(Duration::from_millis(u64::try_from(next).unwrap_or(0)));
             }
             tokio::select! {
