@@ -316,10 +316,8 @@ impl EmbeddedEngine {
         tracing::info!("orchestrator started");
         while !shutdown.is_cancelled() {
             let wait = Duration::from_millis(500);
-            let received = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.queues.reports.receive(10, wait, Duration::from_secs(30)) => r,
-            };
+            // Not raced against shutdown: what arrives is applied, nothing is left hidden.
+            let received = self.queues.reports.receive(10, wait, Duration::from_secs(30)).await;
             match received {
                 Ok(messages) => {
                     for m in messages {

@@ -82,10 +82,14 @@ impl Runner {
                     Err(_) => break,
                 }
             }
-            let received = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = self.jobs.receive(permits.len(), self.config.poll_wait, self.config.visibility) => r,
-            };
+            // Not raced against shutdown: a receive dropped half-way could leave messages hidden.
+            let received = self.jobs.receive(permits.len(), self.config.poll_wait, self.config.visibility).await;
+            if shutdown.is_cancelled() {
+                for m in received.iter().flatten() {
+                    let _ = self.jobs.change_visibility(&m.receipt, Duration::ZERO).await;
+                }
+                break;
+            }
             let messages = match received {
                 Ok(m) => m,
                 Err(e) => {
