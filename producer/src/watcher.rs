@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pipeline_core::rendition::{OUTPUT_PREFIX, Rendition};
 use pipeline_core::sqlite::{Db, DbError};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
 use crate::intake::{Intake, ProcessRequest};
@@ -109,11 +109,12 @@ impl FolderWatcher {
         .map_err(|e| DbError::new(e.to_string()))?;
 
         let now = SystemTime::now();
+        let recorded = self.recorded().await?;
         let mut submitted = 0;
         let mut present = HashMap::new();
         for (key, stamp) in files {
             present.insert(key.clone(), ());
-            if self.recorded(&key).await? == Some(stamp) {
+            if recorded.get(&key) == Some(&stamp) {
                 continue;
             }
             let mtime = UNIX_EPOCH + Duration::from_nanos(u64::try_from(stamp.mtime_ns).unwrap_or(0));
@@ -151,16 +152,16 @@ impl FolderWatcher {
         Ok(submitted)
     }
 
-    async fn recorded(&self, key: &str) -> Result<Option<Stamp>, DbError> {
-        let (bucket, key) = (self.source_bucket.clone(), key.to_owned());
+    /// What was submitted from this bucket, read once per scan.
+    async fn recorded(&self) -> Result<HashMap<String, Stamp>, DbError> {
+        let bucket = self.source_bucket.clone();
         self.db
-            .call(move |c| -> Result<Option<Stamp>, DbError> {
-                Ok(c.query_row(
-                    "SELECT size, mtime_ns FROM watched_files WHERE bucket = ?1 AND key = ?2",
-                    params![bucket, key],
-                    |r| Ok(Stamp { size: r.get(0)?, mtime_ns: r.get(1)? }),
-                )
-                .optional()?)
+            .call(move |c| -> Result<HashMap<String, Stamp>, DbError> {
+                let mut stmt = c.prepare_cached("SELECT key, size, mtime_ns FROM watched_files WHERE bucket = ?1")?;
+                let rows = stmt.query_map(params![bucket], |r| {
+                    Ok((r.get::<_, String>(0)?, Stamp { size: r.get(1)?, mtime_ns: r.get(2)? }))
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
     }

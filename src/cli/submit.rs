@@ -60,11 +60,15 @@ pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<Ex
             destination_bucket: args.destination.clone(),
             renditions: None,
         };
+        // Recorded before the job starts, so a running watcher never makes a second job for the file.
+        let path = stack.local_blobs().map(|local| local.bucket_dir(&args.bucket).join(&key));
+        if let Some(path) = &path {
+            producer::watcher::mark_submitted(&stack.db, &args.bucket, &key, path, "").await?;
+        }
         match intake.submit(request).await {
             Ok(job) => {
-                if let Some(local) = stack.local_blobs() {
-                    let path = local.bucket_dir(&args.bucket).join(&key);
-                    producer::watcher::mark_submitted(&stack.db, &args.bucket, &key, &path, &job.job_id).await?;
+                if let Some(path) = &path {
+                    producer::watcher::mark_submitted(&stack.db, &args.bucket, &key, path, &job.job_id).await?;
                 }
                 println!("submitted {} as job {}", file.display(), job.job_id);
                 jobs.push(job.job_id);
