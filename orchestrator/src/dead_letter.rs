@@ -147,18 +147,24 @@ impl DlqItem {
 
 /// How long a scan hides each message; it releases them as soon as it is done.
 const SCAN_VISIBILITY: Duration = Duration::from_secs(120);
+/// How long a scan waits for more messages before it concludes the queue is read.
+const SCAN_WAIT: Duration = Duration::from_secs(1);
 
 /// Reads every message, lets `remove` pick the ones to delete (after it has dealt with
-/// them), and releases the rest. Returns every item seen and whether it was removed.
+/// them: they are deleted at once), and releases the rest at the end. Returns every item
+/// seen and whether it was removed. A message seen twice (its hiding ran out during a long
+/// scan) ends the scan rather than being handled twice.
 async fn scan<F, Fut>(dlq: &dyn Queue, mut remove: F) -> Result<Vec<(DlqItem, bool)>, EngineError>
 where
     F: FnMut(DlqItem) -> Fut,
     Fut: Future<Output = Result<(DlqItem, bool), EngineError>>,
 {
+    let mut seen: Vec<(DlqItem, bool)> = Vec::new();
     let mut held = Vec::new();
     let mut result = Ok(());
-    loop {
-        let batch = match dlq.receive(10, Duration::ZERO, SCAN_VISIBILITY).await {
+    'scan: loop {
+        // A short wait, not zero: SQS may answer an instant poll with nothing while messages exist.
+        let batch = match dlq.receive(10, SCAN_WAIT, SCAN_VISIBILITY).await {
             Ok(b) => b,
             Err(e) => {
                 result = Err(e.into());
@@ -168,7 +174,13 @@ where
         if batch.is_empty() {
             break;
         }
+        let mut wrapped = false;
         for m in batch {
+            if wrapped || seen.iter().any(|(item, _)| item.message_id == m.message_id) {
+                wrapped = true;
+                held.push(m.receipt);
+                continue;
+            }
             let letter = DeadLetter::parse(&m.body, m.receive_count);
             let item = DlqItem { message_id: m.message_id, body: m.body, letter, receive_count: m.receive_count };
             let (item, removed) = match remove(item.clone()).await {
@@ -178,18 +190,24 @@ where
                     (item, false)
                 }
             };
-            held.push((item, m.receipt, removed));
+            if removed {
+                if let Err(e) = dlq.delete(&m.receipt).await {
+                    tracing::warn!(message_id = %item.message_id, error = %e, "could not delete a handled dead letter");
+                }
+            } else {
+                held.push(m.receipt);
+            }
+            seen.push((item, removed));
+        }
+        if wrapped || result.is_err() {
+            break 'scan;
         }
     }
     // Release before reporting any error, so nothing stays hidden.
-    let mut seen = Vec::new();
-    for (item, receipt, removed) in held {
-        let done =
-            if removed { dlq.delete(&receipt).await } else { dlq.change_visibility(&receipt, Duration::ZERO).await };
-        if let Err(e) = done {
-            tracing::warn!(message_id = %item.message_id, error = %e, "could not settle a dead letter");
+    for receipt in held {
+        if let Err(e) = dlq.change_visibility(&receipt, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not release a dead letter");
         }
-        seen.push((item, removed));
     }
     result.map(|()| seen)
 }
