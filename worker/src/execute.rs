@@ -43,7 +43,8 @@ pub async fn execute(
 ) -> Result<(), ReportError> {
     let beats = async {
         let mut ticks = tokio::time::interval(heartbeat_every);
-        // The first tick is immediate: the orchestrator learns at once that a worker holds the job.
+        // The first tick of an interval is immediate; the first heartbeat is due one interval in.
+        ticks.tick().await;
         loop {
             ticks.tick().await;
             if let Err(e) = reporter.heartbeat(job).await {

@@ -175,7 +175,8 @@ impl Runner {
     /// Renews the message's visibility and heartbeats the orchestrator until dropped.
     async fn keep_alive(&self, job: &Job, message: &Received) {
         let mut ticks = tokio::time::interval(self.config.heartbeat_every);
-        // The first tick is immediate: the orchestrator learns at once that a worker holds the job.
+        // The first tick of an interval is immediate; the first heartbeat is due one interval in.
+        ticks.tick().await;
         loop {
             ticks.tick().await;
             if let Err(e) = self.jobs.change_visibility(&message.receipt, self.config.visibility).await {
