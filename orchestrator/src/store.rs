@@ -143,7 +143,7 @@ pub(crate) fn history(conn: &Connection, job_id: &str) -> Result<Vec<HistoryEntr
 const RECORD_COLUMNS: &str =
     "job_id, state, attempt, job_json, created_at, updated_at, outputs_json, metadata_json, error_json";
 
-fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String)> {
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let state: String = r.get(1)?;
     let job_json: String = r.get(3)?;
     let outputs: Option<String> = r.get(6)?;
@@ -165,13 +165,13 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRecord, String
         error: error.and_then(|s| serde_json::from_str(&s).ok()),
         history: Vec::new(),
     };
-    Ok((record, state))
+    Ok(record)
 }
 
 pub(crate) fn record(conn: &Connection, job_id: &str) -> Result<Option<JobRecord>, DbError> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE job_id = ?1");
     let found = conn.query_row(&sql, params![job_id], record_from_row).optional()?;
-    let Some((mut record, _)) = found else { return Ok(None) };
+    let Some(mut record) = found else { return Ok(None) };
     record.history = history(conn, job_id)?;
     Ok(Some(record))
 }
@@ -180,7 +180,7 @@ pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, 
     let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?1");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], record_from_row)?;
-    Ok(rows.map(|r| r.map(|(rec, _)| rec)).collect::<Result<_, _>>()?)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Ids of jobs in `state` whose `due_at` has passed.

@@ -136,23 +136,29 @@ async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<
     }
 }
 
-/// The original project's result body for a successful job; an error body otherwise.
+/// The original project's result body for a job that succeeded (its first output), with
+/// the job id and every output added; `None` unless the job succeeded.
+pub fn seed_result(record: &JobRecord) -> Option<serde_json::Value> {
+    let first = record.outputs.first().filter(|_| record.state == JobState::Success)?;
+    Some(serde_json::json!({
+        "statusCode": 200,
+        "message": "Image processing completed successfully",
+        "sourceBucket": record.source_bucket,
+        "sourceKey": record.source_key,
+        "destinationBucket": first.bucket,
+        "destinationKey": first.key,
+        "fileSize": first.size,
+        "contentType": first.content_type,
+        "jobId": record.job_id,
+        "outputs": record.outputs,
+    }))
+}
+
+/// The seed result body for a successful job; an error body otherwise.
 fn finished_response(record: &JobRecord) -> Response {
-    match (record.state, record.outputs.first()) {
-        (JobState::Success, Some(first)) => Json(serde_json::json!({
-            "statusCode": 200,
-            "message": "Image processing completed successfully",
-            "sourceBucket": record.source_bucket,
-            "sourceKey": record.source_key,
-            "destinationBucket": first.bucket,
-            "destinationKey": first.key,
-            "fileSize": first.size,
-            "contentType": first.content_type,
-            "jobId": record.job_id,
-            "outputs": record.outputs,
-        }))
-        .into_response(),
-        _ => {
+    match seed_result(record) {
+        Some(body) => Json(body).into_response(),
+        None => {
             let (code, message) = record
                 .error
                 .as_ref()

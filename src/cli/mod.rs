@@ -143,7 +143,10 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             let stack =
                 Embedded::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
             if let Some(name) = &args.s3_events_queue {
-                let aws = stack.backends.aws.clone().unwrap_or(pipeline_aws::AwsBackends::from_env().await);
+                let aws = match stack.backends.aws.clone() {
+                    Some(aws) => aws,
+                    None => pipeline_aws::AwsBackends::from_env().await,
+                };
                 options.s3_events_queue = Some(aws.queue(name).await?);
             }
             let server = Server::bind(stack, options).await?;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use pipeline_core::blob::{PutOptions, guess_content_type};
-use pipeline_core::orchestration::JobState;
 use producer::intake::{Intake, ProcessRequest};
 
 use crate::config::parse_duration;
@@ -89,22 +88,14 @@ pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<Ex
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
-            match (record.state, record.outputs.first()) {
-                (JobState::Success, Some(out)) => println!(
-                    "{}",
-                    serde_json::json!({
-                        "statusCode": 200, "message": "Image processing completed successfully",
-                        "sourceBucket": record.source_bucket, "sourceKey": record.source_key,
-                        "destinationBucket": out.bucket, "destinationKey": out.key,
-                        "fileSize": out.size, "contentType": out.content_type, "jobId": record.job_id,
-                    })
-                ),
-                (state, _) if state.is_terminal() => {
+            match (producer::api::seed_result(&record), record.state) {
+                (Some(body), _) => println!("{body}"),
+                (None, state) if state.is_terminal() => {
                     let error = record.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
                     eprintln!("imgpipe: job {id} ({}) failed: {error}", record.source_key);
                     failed = true;
                 }
-                (state, _) => {
+                (None, state) => {
                     eprintln!(
                         "imgpipe: job {id} still in {} after {:?}; is `imgpipe serve` running?",
                         state.as_str(),
