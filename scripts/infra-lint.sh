@@ -18,18 +18,9 @@ VENVS=${IMGPIPE_INFRA_VENVS:-$root/target/infra-lint}
 TEMPLATE=infra/template.yaml
 say() { echo "infra-lint.sh: $*" >&2; }
 
-# venv NAME PACKAGE==VERSION: the venv's bin dir, installing the pinned package once.
-venv() {
-    local dir=$VENVS/$1 want=$2
-    if [[ ! -f $dir/.installed ]] || [[ $(cat "$dir/.installed") != "$want" ]]; then
-        say "installing $want into $dir"
-        rm -rf "$dir"
-        python3 -m venv "$dir"
-        "$dir/bin/pip" install -q --disable-pip-version-check "$want" >&2
-        echo "$want" >"$dir/.installed"
-    fi
-    echo "$dir/bin"
-}
+# shellcheck source=scripts/pinned-venv.sh
+source scripts/pinned-venv.sh
+venv() { pinned_venv "$VENVS/$1" "$2"; }
 
 run_cfn_lint() {
     local bin

@@ -21,14 +21,9 @@ say() { echo "lambda-build.sh: $*" >&2; }
 for tool in cmake nasm; do
     command -v "$tool" >/dev/null || { say "$tool is missing (apt-get install cmake nasm)"; exit 1; }
 done
-want="cargo-lambda==$CARGO_LAMBDA_VERSION"
-if [[ ! -f $VENV/.installed ]] || [[ $(cat "$VENV/.installed") != "$want" ]]; then
-    say "installing $want into $VENV"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "$want" >&2
-    echo "$want" >"$VENV/.installed"
-fi
+# shellcheck source=scripts/pinned-venv.sh
+source scripts/pinned-venv.sh
+pinned_venv "$VENV" "cargo-lambda==$CARGO_LAMBDA_VERSION" >/dev/null
 export PATH=$VENV/bin:$PATH
 
 bins=()
