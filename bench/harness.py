@@ -18,6 +18,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from peers import flat_rgb
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUBSETS = ["baseline", "progressive", "pngwebp"]
 TOOLS = ["imgpipe", "pyvips", "vipsthumbnail", "pillow", "pillow-resize", "djpeg-floor"]
@@ -87,21 +89,13 @@ def luma(a):
     return 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
 
 
-def flat_rgb(img):
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = img.convert("RGBA")
-        bg = Image.new("RGB", img.size, (255, 255, 255))
-        bg.paste(img, mask=img.getchannel("A"))
-        return bg
-    return img.convert("RGB")
-
-
 def psnr_table(rows, tools, sizes, out_root):
     """Mean luma PSNR of each tool's outputs against a full-decode Lanczos reference."""
     scores = {(t, s): [] for t in tools for s in sizes}
     for r in rows:
         with Image.open(r["path"]) as src:
-            full = flat_rgb(src)
+            # The same flattening on white the peers apply, then RGB for the luma of every mode.
+            full = flat_rgb(src).convert("RGB")
         refs = {}
         for t in tools:
             for s in sizes:
