@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestrator::EngineConfig;
-use orchestrator::workflow::{Jitter, RetryPolicy};
+use protocol::workflow::Policy;
+use protocol::workflow::{Jitter, RetryPolicy};
 use worker::RunnerConfig;
 use worker::engine::Limits;
 
-pub use pipeline_core::time::parse_duration;
+pub use protocol::time::parse_duration;
 
 /// Where the embedded deployment keeps its files.
 #[derive(clap::Args, Debug, Clone)]
@@ -68,8 +68,8 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     /// The engine's configuration.
-    pub fn config(&self) -> EngineConfig {
-        EngineConfig {
+    pub fn config(&self) -> Policy {
+        Policy {
             retry: self.retry.policy(),
             queue_timeout: self.queue_timeout,
             task_timeout: self.task_timeout,

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator::{EmbeddedEngine, EngineConfig};
+use orchestrator::EmbeddedEngine;
 use pipeline_aws::sfn::SfnOrchestrator;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::sqlite::Db;
+use protocol::workflow::Policy;
 
 use crate::backends::{BackendArgs, Backends};
 
@@ -37,7 +38,7 @@ impl Embedded {
     ///
     /// # Errors
     /// The folder or the SQLite file cannot be opened.
-    pub async fn open(data_dir: &Path, config: EngineConfig, max_receive_count: u32) -> anyhow::Result<Self> {
+    pub async fn open(data_dir: &Path, config: Policy, max_receive_count: u32) -> anyhow::Result<Self> {
         Self::open_with(data_dir, &BackendArgs::default(), config, max_receive_count).await
     }
 
@@ -48,7 +49,7 @@ impl Embedded {
     pub async fn open_with(
         data_dir: &Path,
         args: &BackendArgs,
-        config: EngineConfig,
+        config: Policy,
         max_receive_count: u32,
     ) -> anyhow::Result<Self> {
         let db = crate::backends::open_db(data_dir)?;

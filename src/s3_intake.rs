@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_aws::s3_event;
 use pipeline_core::queue::Queue;
-use pipeline_core::rendition::OUTPUT_PREFIX;
 use producer::intake::{Intake, ProcessRequest};
+use protocol::rendition::OUTPUT_PREFIX;
+use protocol::s3_event;
 use tokio_util::sync::CancellationToken;
 
 /// The S3 notification consumer.

@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use orchestrator::EngineConfig;
 use pipeline_core::queue::Queue;
 use pipeline_core::report::Reporter;
 use producer::api::{self, ApiState};
 use producer::intake::Intake;
 use producer::watcher::FolderWatcher;
+use protocol::workflow::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use worker::{Runner, RunnerConfig, WorkerDeps};
@@ -33,7 +33,7 @@ pub struct ServeOptions {
     /// Where the watcher's and the S3 events' jobs write.
     pub destination_bucket: String,
     /// Workflow pacing.
-    pub engine: EngineConfig,
+    pub engine: Policy,
     /// Worker pacing; `concurrency` 0 runs no workers in this process.
     pub runner: RunnerConfig,
     /// What the workers need besides the blob store.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pipeline_core::orchestration::JobState;
+use protocol::job::JobState;
 
 const SECS_30: Duration = Duration::from_secs(30);
 
@@ -74,7 +74,7 @@ async fn a_file_dropped_into_the_original_bucket_is_processed_once_with_no_api_c
     s.stop().await;
 }
 
-async fn orchestrator_list(s: &TestServer) -> Vec<pipeline_core::orchestration::JobRecord> {
+async fn orchestrator_list(s: &TestServer) -> Vec<protocol::job::JobRecord> {
     s.stack.orchestrator.list(100).await.expect("list")
 }
 

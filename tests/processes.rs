@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::*;
-use pipeline_core::orchestration::JobState;
+use protocol::job::JobState;
 
 const SECS_60: Duration = Duration::from_secs(60);
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pipeline_core::Rendition;
+use protocol::Rendition;
 use worker::engine::{Limits, render};
 
 fuzz_target!(|data: &[u8]| {

@@ -125,7 +125,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(value) => match pipeline_core::time::parse_duration(&value) {
+            Some(value) => match protocol::time::parse_duration(&value) {
                 Ok(d) if !d.is_zero() => Ok(d),
                 Ok(_) => Err(ConfigError::Invalid { name, value, reason: "must be above zero".into() }),
                 Err(reason) => Err(ConfigError::Invalid { name, value, reason }),

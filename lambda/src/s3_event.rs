@@ -12,9 +12,9 @@
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use lambda_runtime::{LambdaEvent, service_fn};
-use pipeline_aws::s3_event::form_decode;
-use pipeline_core::rendition::OUTPUT_PREFIX;
 use producer::intake::{Intake, ProcessRequest};
+use protocol::rendition::OUTPUT_PREFIX;
+use protocol::s3_event::form_decode;
 
 /// Why an event must be retried.
 #[derive(Debug, thiserror::Error)]

@@ -3,30 +3,26 @@
 //! come back ([`SqsBatchResponse`]), so one bad message never fails its batch.
 //!
 //! What a record becomes:
-//! - a job, processed and reported ([`worker::execute::execute`]): reported, or already
-//!   resolved ([`ReportError::Stale`]), it is done and Lambda deletes it; a permanent job
-//!   failure is *reported* too (the workflow dead-letters it), so it is done as well;
-//! - a report that could not be delivered ([`ReportError::Failed`]): a batch item failure,
+//! - a job, processed and reported by [`Attempts::run`] (the same attempt the container
+//!   runner makes): reported, or already resolved, it is done and Lambda deletes it; a
+//!   permanent job failure is *reported* too (the workflow dead-letters it), so it is done;
+//! - a report that could not be delivered: a batch item failure,
 //!   redelivered after the visibility timeout (the queue's redrive policy is the backstop);
 //! - a body that is not a job: sent to the dead-letter queue at once, as the long-poll
 //!   runner does, because retrying cannot make it readable; only if that send fails is it
 //!   a batch item failure, left to the redrive policy.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
 use pipeline_aws::sfn::{RoutingReporter, SfnReporter};
-use pipeline_core::JobError;
-use pipeline_core::message::Job;
-use pipeline_core::queue::{Queue, QueueError};
-use pipeline_core::report::{QueueReporter, ReportError, Reporter};
+use pipeline_core::queue::QueueError;
+use pipeline_core::report::{QueueReporter, Reporter};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use worker::WorkerDeps;
-use worker::execute::{execute, report};
+use worker::attempt::{Attempts, Delivery, Disposition, Hold};
 use worker::faults::Faults;
 
 use crate::Clients;
@@ -44,16 +40,8 @@ pub enum RecordOutcome {
 /// What the handler needs, built once per execution environment and cloned per record.
 #[derive(Clone, Debug)]
 pub struct SqsWorker {
-    /// Storage and limits for `process_job`.
-    pub deps: Arc<WorkerDeps>,
-    /// Where outcomes and heartbeats go.
-    pub reporter: Arc<dyn Reporter>,
-    /// Where unreadable messages go.
-    pub dead_letters: Arc<dyn Queue>,
-    /// How often a busy job heartbeats.
-    pub heartbeat_every: Duration,
-    /// Deliveries after which a job is reported as poison instead of tried again.
-    pub max_receive_count: u32,
+    /// The attempt logic every worker shares.
+    pub attempts: Attempts,
     /// Records processed at once.
     pub concurrency: usize,
     /// Cancelled when the execution environment shuts down: records not yet started are
@@ -93,46 +81,21 @@ impl SqsWorker {
         response
     }
 
-    /// Handles one record: the per-message work, apart from the batch glue.
+    /// Handles one record through [`Attempts::run`]: the per-message work, apart from the
+    /// batch glue. The service holds the message while it runs, so there is no lease to
+    /// renew and no hard stop; an undeliverable report is handed back at once.
     pub async fn handle_record(&self, record: &SqsMessage) -> RecordOutcome {
-        let id = record.message_id.as_deref().unwrap_or_default();
         if self.shutdown.is_cancelled() {
             return RecordOutcome::Retry("shutting down before it started".into());
         }
-        let body = record.body.as_deref().unwrap_or_default();
-        let job = match Job::from_json(body) {
-            Ok(job) => job,
-            Err(e) => return self.dead_letter(id, body, &e.to_string()).await,
+        let delivery = Delivery {
+            message_id: record.message_id.as_deref().unwrap_or_default(),
+            body: record.body.as_deref().unwrap_or_default(),
+            receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse::<u32>().ok()),
         };
-        let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse::<u32>().ok());
-        let span = tracing::info_span!("job", job_id = %job.job_id, attempt = job.attempt, message_id = %id);
-        async {
-            let reported = match receive_count {
-                Some(n) if n > self.max_receive_count => {
-                    let poison =
-                        JobError::permanent("PoisonMessage", format!("delivered {n} times without completing"));
-                    report(self.reporter.as_ref(), &job, &Err(poison)).await
-                }
-                _ => execute(&job, &self.deps, self.reporter.as_ref(), self.heartbeat_every).await,
-            };
-            match reported {
-                Ok(()) => RecordOutcome::Done,
-                Err(ReportError::Stale(why)) => {
-                    tracing::info!(%why, "the attempt was already resolved; dropping the message");
-                    RecordOutcome::Done
-                }
-                Err(ReportError::Failed(why)) => RecordOutcome::Retry(format!("report not delivered: {why}")),
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn dead_letter(&self, id: &str, body: &str, error: &str) -> RecordOutcome {
-        tracing::error!(message_id = %id, %error, "unreadable job message; dead-lettering it");
-        match self.dead_letters.send(body, Duration::ZERO).await {
-            Ok(_) => RecordOutcome::Done,
-            Err(e) => RecordOutcome::Retry(format!("unreadable, and the dead-letter queue refused it: {e}")),
+        match self.attempts.run(delivery, Hold::default()).await {
+            Disposition::Delete => RecordOutcome::Done,
+            Disposition::Release { reason, .. } => RecordOutcome::Retry(reason),
         }
     }
 }
@@ -155,15 +118,14 @@ pub async fn build(config: &WorkerConfig, clients: &Clients) -> Result<SqsWorker
         cache_control: config.cache_control.clone(),
         faults: Faults::default(),
     };
-    Ok(SqsWorker {
+    let attempts = Attempts {
         deps: Arc::new(deps),
         reporter: Arc::new(RoutingReporter::new(step_functions, otherwise)),
         dead_letters: clients.aws.queue(&config.dead_letter_queue).await?,
         heartbeat_every: config.heartbeat_interval,
         max_receive_count: config.max_receive_count,
-        concurrency: config.concurrency,
-        shutdown: CancellationToken::new(),
-    })
+    };
+    Ok(SqsWorker { attempts, concurrency: config.concurrency, shutdown: CancellationToken::new() })
 }
 
 /// Serves SQS events until the execution environment ends. The runtime's graceful-shutdown

@@ -11,7 +11,8 @@ use imgpipe_lambda::config::ProducerConfig;
 use imgpipe_lambda::{Clients, api};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service};
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::orchestration::Orchestrator;
+use protocol::job::JobState;
 use serde_json::{Value, json};
 use sfn_harness::Rig;
 

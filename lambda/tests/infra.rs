@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use imgpipe_lambda::config::{Function, VARS};
-use orchestrator::asl::{AslOptions, definition};
+use protocol::asl::{AslOptions, definition};
 
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 const ASL_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/statemachine.asl.json");
@@ -122,8 +122,7 @@ fn queue_timings_hold() {
     assert!(source.iter().any(|l| l.trim() == "MaximumConcurrency: !Ref WorkerMaxConcurrency"));
 
     let options = AslOptions::default();
-    let interval =
-        pipeline_core::time::parse_duration(value(&worker, "IMGPIPE_HEARTBEAT_INTERVAL")).expect("a duration");
+    let interval = protocol::time::parse_duration(value(&worker, "IMGPIPE_HEARTBEAT_INTERVAL")).expect("a duration");
     assert!(interval * 3 <= options.heartbeat, "several heartbeats fit in HeartbeatSeconds");
     assert!(options.timeout.as_secs() >= timeout, "one attempt's deadline covers a whole invocation");
 }

@@ -11,7 +11,8 @@ use aws_lambda_events::event::s3::S3Event;
 use imgpipe_lambda::config::ProducerConfig;
 use imgpipe_lambda::s3_event::S3EventHandler;
 use imgpipe_lambda::{Clients, api};
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::orchestration::Orchestrator;
+use protocol::job::JobState;
 use sfn_harness::Rig;
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");

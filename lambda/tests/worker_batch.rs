@@ -13,18 +13,20 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use imgpipe_lambda::worker::{RecordOutcome, SqsWorker};
-use orchestrator::dead_letter::DeadLetter;
 use pipeline_aws::sfn::{RoutingReporter, SfnReporter};
-use pipeline_core::ErrorClass;
 use pipeline_core::blob::BlobStore;
-use pipeline_core::message::Job;
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::Queue;
 use pipeline_core::report::Reporter;
+use protocol::ErrorClass;
+use protocol::dead_letter::DeadLetter;
+use protocol::job::JobState;
+use protocol::message::Job;
 use serde_json::json;
 use sfn_harness::{Rig, states};
 use tokio_util::sync::CancellationToken;
 use worker::WorkerDeps;
+use worker::attempt::Attempts;
 use worker::engine::Limits;
 use worker::faults::Faults;
 
@@ -40,15 +42,14 @@ fn handler(rig: &Rig) -> SqsWorker {
         cache_control: None,
         faults: Faults::default(),
     };
-    SqsWorker {
+    let attempts = Attempts {
         deps: Arc::new(deps),
         reporter: Arc::new(RoutingReporter::new(sfn.clone(), sfn)),
         dead_letters: Arc::new(rig.dlq.clone()),
         heartbeat_every: Duration::from_millis(700),
         max_receive_count: 5,
-        concurrency: 2,
-        shutdown: CancellationToken::new(),
-    }
+    };
+    SqsWorker { attempts, concurrency: 2, shutdown: CancellationToken::new() }
 }
 
 /// An SQS record as the event source mapping delivers it.

@@ -1,72 +1,28 @@
-//! The embedded engine: runs [`ImageProcessingWorkflow`](crate::workflow) for every job,
-//! with state and history in SQLite. It sends jobs to the jobs queue, consumes worker
-//! reports, schedules retries, declares silent workers lost, and dead-letters what
-//! cannot succeed. Every step is a transaction on the job's row, so reports delivered
-//! twice, or two engines on one file, cannot move a job twice.
+//! The embedded workflow engine: runs `ImageProcessingWorkflow` for every job, with
+//! state and history in SQLite. Every event — a submission, a worker's report, a timer —
+//! goes through the protocol's pure [`step`]; this module only loads the job's position,
+//! stores the transition in one transaction on the job's row, and carries out its effects
+//! (send the job, send the dead letter) after the commit. So reports delivered twice, or
+//! two engines on one file, cannot move a job twice, and a crash between the commit and a
+//! send is finished by the next timer pass.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline_core::JobError;
-use pipeline_core::message::{Job, Output, Report, ReportKind};
-use pipeline_core::orchestration::{JobRecord, JobState, Orchestrator, OrchestratorError};
-use pipeline_core::queue::{Queue, QueueError};
+use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
+use pipeline_core::queue::Queue;
 use pipeline_core::sqlite::{Db, DbError};
-use pipeline_core::time::{ms, now_ms};
+use protocol::dead_letter::DeadLetter;
+use protocol::job::{JobRecord, JobState};
+use protocol::message::{Job, Output, Report, ReportKind};
+use protocol::time::now_ms;
+use protocol::workflow::{Effect, Event, Ignored, Policy, Transition, step};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::dead_letter::DeadLetter;
-use crate::store::{self, Row};
-use crate::workflow::{Decision, RetryPolicy, check_result};
-
-/// How the engine paces the workflow.
-#[derive(Clone, Copy, Debug)]
-pub struct EngineConfig {
-    /// Retries of retryable failures.
-    pub retry: RetryPolicy,
-    /// How long a queued attempt may wait for a worker to take it before it counts as lost.
-    pub queue_timeout: Duration,
-    /// How long an attempt may run, from the worker's first heartbeat, before it counts as lost.
-    pub task_timeout: Duration,
-    /// How long after its last heartbeat a busy worker counts as lost.
-    pub heartbeat_timeout: Duration,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            retry: RetryPolicy::default(),
-            queue_timeout: Duration::from_secs(3600),
-            task_timeout: Duration::from_secs(600),
-            heartbeat_timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-/// Why an engine step failed. All of these are worth retrying later.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The SQLite file failed.
-    #[error(transparent)]
-    Db(#[from] DbError),
-    /// A queue failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    /// Another orchestrator failed.
-    #[error(transparent)]
-    Orchestrator(#[from] OrchestratorError),
-}
-
-impl From<EngineError> for OrchestratorError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Orchestrator(e) => e,
-            other => OrchestratorError::new(other.to_string()),
-        }
-    }
-}
+pub use crate::error::EngineError;
+use crate::store;
 
 /// The queues the engine talks through.
 #[derive(Clone, Debug)]
@@ -84,10 +40,10 @@ pub struct Queues {
 pub struct EmbeddedEngine {
     db: Db,
     queues: Queues,
-    config: EngineConfig,
+    policy: Policy,
 }
 
-/// What applying a report did, for logs and tests.
+/// What applying an event did, for logs and tests.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     /// The job moved on to this state.
@@ -95,7 +51,40 @@ pub enum Applied {
     /// A heartbeat pushed the worker-lost deadline back.
     Extended,
     /// Nothing to do: unknown job, an earlier attempt, or a job already ended.
-    Ignored(&'static str),
+    Ignored(Ignored),
+}
+
+/// Steps the job `id` with `event` inside `tx` and stores the transition; `job` is
+/// inserted when the job is new. Returns the transition, or why nothing moved.
+fn advance(
+    tx: &Connection,
+    id: &str,
+    new_job: Option<&Job>,
+    event: Event<'_>,
+    outputs: Option<(&[Output], Option<&serde_json::Value>)>,
+    policy: &Policy,
+    now: i64,
+) -> Result<Result<(Transition, Job), Ignored>, DbError> {
+    let row = store::load_row(tx, id)?;
+    let transition = match step(row.as_ref().map(|r| r.position), event, policy, fastrand::f64(), now) {
+        Ok(t) => t,
+        Err(ignored) => return Ok(Err(ignored)),
+    };
+    let mut job = match (row, new_job) {
+        (Some(row), _) => row.job,
+        (None, Some(job)) => {
+            store::insert(tx, job, now)?;
+            job.clone()
+        }
+        (None, None) => return Ok(Err(Ignored::Unknown)),
+    };
+    job.attempt = transition.to.attempt;
+    store::save(tx, id, &transition, now)?;
+    if transition.effects.contains(&Effect::RecordOutputs) {
+        let (outputs, metadata) = outputs.unwrap_or((&[], None));
+        store::set_outputs(tx, id, outputs, metadata)?;
+    }
+    Ok(Ok((transition, job)))
 }
 
 fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbError> {
@@ -107,9 +96,9 @@ impl EmbeddedEngine {
     ///
     /// # Errors
     /// The tables cannot be created.
-    pub fn open(db: &Db, queues: Queues, config: EngineConfig) -> Result<Self, DbError> {
+    pub fn open(db: &Db, queues: Queues, policy: Policy) -> Result<Self, DbError> {
         db.call_sync(|c| c.execute_batch(store::SCHEMA))?;
-        Ok(Self { db: db.clone(), queues, config })
+        Ok(Self { db: db.clone(), queues, policy })
     }
 
     /// The engine's queues.
@@ -117,31 +106,72 @@ impl EmbeddedEngine {
         &self.queues
     }
 
+    /// Steps one job with `event` in its own transaction, then carries out the effects.
+    async fn apply(
+        &self,
+        id: String,
+        new_job: Option<Job>,
+        event: OwnedEvent,
+        outputs: Option<(Vec<Output>, Option<serde_json::Value>)>,
+    ) -> Result<Applied, EngineError> {
+        let (transition, job) = match self.store_step(id, new_job, event, outputs).await? {
+            Ok(done) => done,
+            Err(ignored) => return Ok(Applied::Ignored(ignored)),
+        };
+        self.carry_out(&transition, &job).await;
+        Ok(if transition.history.is_empty() { Applied::Extended } else { Applied::Moved(transition.to.state) })
+    }
+
+    /// Steps one job with `event` and stores the transition, in one transaction.
+    async fn store_step(
+        &self,
+        id: String,
+        new_job: Option<Job>,
+        event: OwnedEvent,
+        outputs: Option<(Vec<Output>, Option<serde_json::Value>)>,
+    ) -> Result<Result<(Transition, Job), Ignored>, EngineError> {
+        let policy = self.policy;
+        self.db
+            .call(move |conn| -> Result<_, EngineError> {
+                let tx = immediate(conn)?;
+                let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
+                let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now_ms())?;
+                tx.commit().map_err(DbError::from)?;
+                Ok(stepped)
+            })
+            .await
+    }
+
+    /// The effects of a stored transition. A failed send is not an error: the job's
+    /// deadline retries a lost job message, and the next tick sends a pending dead letter.
+    async fn carry_out(&self, transition: &Transition, job: &Job) {
+        for effect in &transition.effects {
+            match effect {
+                Effect::SendJob => {
+                    if let Err(e) = self.queues.jobs.send(&job.to_json(), Duration::ZERO).await {
+                        tracing::warn!(job_id = %job.job_id, error = %e, "could not enqueue the job; its deadline will retry it");
+                    }
+                }
+                Effect::SendDeadLetter => {
+                    if let Err(e) = self.flush_dead_letters().await {
+                        tracing::warn!(error = %e, "dead letter not sent yet; the next tick retries");
+                    }
+                }
+                Effect::RecordOutputs => {}
+            }
+        }
+    }
+
     /// Records a new job and sends its first attempt to the workers.
     ///
     /// # Errors
-    /// The job could not be recorded. A failed send is not an error: the attempt's
-    /// deadline passes and the job is retried.
+    /// [`EngineError::Exists`] for a job id already known; the store failed. A failed
+    /// send is not an error: the attempt's deadline passes and the job is retried.
     pub async fn submit(&self, job: Job) -> Result<(), EngineError> {
-        let timeout = ms(self.config.queue_timeout);
-        let recorded = job.clone();
-        self.db
-            .call(move |conn| -> Result<(), EngineError> {
-                let tx = immediate(conn)?;
-                let now = now_ms();
-                store::insert(&tx, &recorded, now, now + timeout)?;
-                store::push_history(&tx, &recorded.job_id, &store::entry(now, "ProcessImage", recorded.attempt))?;
-                tx.commit().map_err(DbError::from)?;
-                Ok(())
-            })
-            .await?;
-        self.send_job(&job).await;
-        Ok(())
-    }
-
-    async fn send_job(&self, job: &Job) {
-        if let Err(e) = self.queues.jobs.send(&job.to_json(), Duration::ZERO).await {
-            tracing::warn!(job_id = %job.job_id, error = %e, "could not enqueue the job; its deadline will retry it");
+        let (id, attempt) = (job.job_id.clone(), job.attempt);
+        match self.apply(id.clone(), Some(job), OwnedEvent::Submitted { attempt }, None).await? {
+            Applied::Ignored(Ignored::Exists) => Err(EngineError::Exists(id)),
+            _ => Ok(()),
         }
     }
 
@@ -150,44 +180,15 @@ impl EmbeddedEngine {
     /// # Errors
     /// The store failed; the report should be kept and applied again.
     pub async fn apply_report(&self, report: Report) -> Result<Applied, EngineError> {
-        let (config, unit) = (self.config, fastrand::f64());
-        let applied = self
-            .db
-            .call(move |conn| -> Result<Applied, EngineError> {
-                let tx = immediate(conn)?;
-                let now = now_ms();
-                let Some(row) = store::load_row(&tx, &report.job_id)? else {
-                    return Ok(Applied::Ignored("unknown job"));
-                };
-                let current = row.state == JobState::ProcessImage && row.job.attempt == report.attempt;
-                let applied = match report.kind {
-                    ReportKind::Heartbeat if current => {
-                        // Silence past the heartbeat timeout, or a run past the task timeout, is a lost worker.
-                        let started = row.started_at.unwrap_or(now);
-                        let due = (now + ms(config.heartbeat_timeout)).min(started + ms(config.task_timeout));
-                        store::extend(&tx, &row.job.job_id, started, due, now)?;
-                        Applied::Extended
-                    }
-                    // Outputs are deterministic, so a late success of any attempt still counts.
-                    ReportKind::Succeeded { outputs, metadata }
-                        if matches!(row.state, JobState::ProcessImage | JobState::Retry) =>
-                    {
-                        succeed(&tx, &row, report.attempt, &outputs, metadata.as_ref(), now)?
-                    }
-                    ReportKind::Failed { error } if current => conclude_failure(&tx, &row, &error, &config, unit, now)?,
-                    _ => Applied::Ignored("stale or late report"),
-                };
-                tx.commit().map_err(DbError::from)?;
-                Ok(applied)
-            })
-            .await?;
-        if applied == Applied::Moved(JobState::DeadLetter) {
-            // The report is applied either way; a failed send is retried by the next tick.
-            if let Err(e) = self.flush_dead_letters().await {
-                tracing::warn!(error = %e, "dead letter not sent yet; the next tick retries");
+        let attempt = report.attempt;
+        let (event, outputs) = match report.kind {
+            ReportKind::Heartbeat => (OwnedEvent::Heartbeat { attempt }, None),
+            ReportKind::Succeeded { outputs, metadata } => {
+                (OwnedEvent::Succeeded { attempt }, Some((outputs, metadata)))
             }
-        }
-        Ok(applied)
+            ReportKind::Failed { error } => (OwnedEvent::Failed { attempt, error }, None),
+        };
+        self.apply(report.job_id, None, event, outputs).await
     }
 
     /// One pass of the timers: starts retries whose backoff has passed, declares
@@ -196,57 +197,24 @@ impl EmbeddedEngine {
     /// # Errors
     /// The store or a queue failed; the next tick tries again.
     pub async fn tick(&self) -> Result<(), EngineError> {
-        self.start_due_retries().await?;
-        self.fail_lost_workers().await?;
+        let now = now_ms();
+        let due = self
+            .db
+            .call(move |conn| -> Result<Vec<String>, EngineError> {
+                let mut due = store::due(conn, JobState::Retry, now)?;
+                due.extend(store::due(conn, JobState::ProcessImage, now)?);
+                Ok(due)
+            })
+            .await?;
+        for id in due {
+            // One transaction and one jitter draw per job, so jobs lost together do not retry together.
+            self.apply(id, None, OwnedEvent::Due, None).await?;
+        }
         self.flush_dead_letters().await
     }
 
-    async fn start_due_retries(&self) -> Result<(), EngineError> {
-        let timeout = ms(self.config.queue_timeout);
-        let started = self
-            .db
-            .call(move |conn| -> Result<Vec<Job>, EngineError> {
-                let tx = immediate(conn)?;
-                let now = now_ms();
-                let mut started = Vec::new();
-                for id in store::due(&tx, JobState::Retry, now)? {
-                    let Some(row) = store::load_row(&tx, &id)? else { continue };
-                    store::set_state(&tx, &id, JobState::ProcessImage, row.job.attempt, now + timeout, now, None)?;
-                    store::push_history(&tx, &id, &store::entry(now, "ProcessImage", row.job.attempt))?;
-                    started.push(row.job);
-                }
-                tx.commit().map_err(DbError::from)?;
-                Ok(started)
-            })
-            .await?;
-        for job in started {
-            self.send_job(&job).await;
-        }
-        Ok(())
-    }
-
-    async fn fail_lost_workers(&self) -> Result<(), EngineError> {
-        let config = self.config;
-        self.db
-            .call(move |conn| -> Result<(), EngineError> {
-                let tx = immediate(conn)?;
-                let now = now_ms();
-                for id in store::due(&tx, JobState::ProcessImage, now)? {
-                    let Some(row) = store::load_row(&tx, &id)? else { continue };
-                    let lost = JobError::retryable(
-                        "WorkerLost",
-                        format!("no report for attempt {} before its deadline", row.job.attempt),
-                    );
-                    // A draw per job, so jobs lost together do not retry together.
-                    conclude_failure(&tx, &row, &lost, &config, fastrand::f64(), now)?;
-                }
-                tx.commit().map_err(DbError::from)?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Sends every job waiting in `DeadLetter` to the dead-letter queue, then moves it to `Fail`.
+    /// Sends every job waiting in `DeadLetter` to the dead-letter queue, then moves it to
+    /// `Fail`. One letter that cannot be sent does not hold back the others.
     async fn flush_dead_letters(&self) -> Result<(), EngineError> {
         let pending = self
             .db
@@ -258,24 +226,20 @@ impl EmbeddedEngine {
                 Ok(out)
             })
             .await?;
+        let mut failed = None;
         for record in pending {
             let letter = DeadLetter::from_record(&record);
-            self.queues.dead_letters.send(&letter.to_json(), Duration::ZERO).await?;
-            let id = record.job_id.clone();
-            self.db
-                .call(move |conn| -> Result<(), EngineError> {
-                    let tx = immediate(conn)?;
-                    let now = now_ms();
-                    if let Some(row) = store::load_row(&tx, &id)?.filter(|r| r.state == JobState::DeadLetter) {
-                        store::set_state(&tx, &id, JobState::Fail, row.job.attempt, now, now, None)?;
-                        store::push_history(&tx, &id, &store::entry(now, "Fail", row.job.attempt))?;
-                    }
-                    tx.commit().map_err(DbError::from)?;
-                    Ok(())
-                })
-                .await?;
+            if let Err(e) = self.queues.dead_letters.send(&letter.to_json(), Duration::ZERO).await {
+                tracing::warn!(job_id = %record.job_id, error = %e, "could not send a dead letter");
+                failed = Some(e);
+                continue;
+            }
+            // Moving to Fail has no effects of its own; another engine may have moved it first.
+            if let Err(ignored) = self.store_step(record.job_id, None, OwnedEvent::DeadLettered, None).await? {
+                tracing::debug!(%ignored, "dead letter sent for a job that moved on");
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Starts a dead-lettered job again from its first attempt (its history is kept).
@@ -285,29 +249,10 @@ impl EmbeddedEngine {
     /// # Errors
     /// The store failed.
     pub async fn redrive(&self, job: Job) -> Result<(), EngineError> {
-        let timeout = ms(self.config.queue_timeout);
         let mut fresh = job;
         fresh.attempt = 1;
         fresh.task_token = None;
-        let recorded = fresh.clone();
-        self.db
-            .call(move |conn| -> Result<(), EngineError> {
-                let tx = immediate(conn)?;
-                let now = now_ms();
-                let id = &recorded.job_id;
-                if store::load_row(&tx, id)?.is_some() {
-                    store::set_state(&tx, id, JobState::ProcessImage, 1, now + timeout, now, None)?;
-                } else {
-                    store::insert(&tx, &recorded, now, now + timeout)?;
-                }
-                let mut redriven = store::entry(now, "ProcessImage", 1);
-                redriven.note = Some("redriven from the dead-letter queue".into());
-                store::push_history(&tx, id, &redriven)?;
-                tx.commit().map_err(DbError::from)?;
-                Ok(())
-            })
-            .await?;
-        self.send_job(&fresh).await;
+        self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
         Ok(())
     }
 
@@ -364,53 +309,29 @@ impl EmbeddedEngine {
     }
 }
 
-fn succeed(
-    tx: &Connection,
-    row: &Row,
-    attempt: u32,
-    outputs: &[Output],
-    metadata: Option<&serde_json::Value>,
-    now: i64,
-) -> Result<Applied, EngineError> {
-    let id = &row.job.job_id;
-    let mut check = store::entry(now, "CheckResult", attempt);
-    check.note = Some("succeeded".into());
-    store::push_history(tx, id, &check)?;
-    store::set_outputs(tx, id, outputs, metadata)?;
-    store::set_state(tx, id, JobState::Success, row.job.attempt, now, now, None)?;
-    store::push_history(tx, id, &store::entry(now, "Success", attempt))?;
-    Ok(Applied::Moved(JobState::Success))
+/// An [`Event`] that owns its error, to cross into the store's thread.
+#[derive(Clone, Debug)]
+enum OwnedEvent {
+    Submitted { attempt: u32 },
+    Heartbeat { attempt: u32 },
+    Succeeded { attempt: u32 },
+    Failed { attempt: u32, error: protocol::JobError },
+    Due,
+    DeadLettered,
+    Redriven,
 }
 
-fn conclude_failure(
-    tx: &Connection,
-    row: &Row,
-    error: &JobError,
-    config: &EngineConfig,
-    unit: f64,
-    now: i64,
-) -> Result<Applied, EngineError> {
-    let (id, attempt) = (&row.job.job_id, row.job.attempt);
-    let mut check = store::entry(now, "CheckResult", attempt);
-    check.error = Some(error.clone());
-    store::push_history(tx, id, &check)?;
-    match check_result(Err(error), attempt, &config.retry, unit) {
-        Decision::Retry { next_attempt, delay, ceiling } => {
-            store::set_state(tx, id, JobState::Retry, next_attempt, now + ms(delay), now, Some(error))?;
-            let mut retry = store::entry(now, "Retry", attempt);
-            retry.delay_ms = u64::try_from(delay.as_millis()).ok();
-            retry.ceiling_ms = u64::try_from(ceiling.as_millis()).ok();
-            store::push_history(tx, id, &retry)?;
-            Ok(Applied::Moved(JobState::Retry))
+impl OwnedEvent {
+    fn borrow(&self) -> Event<'_> {
+        match self {
+            OwnedEvent::Submitted { attempt } => Event::Submitted { attempt: *attempt },
+            OwnedEvent::Heartbeat { attempt } => Event::Heartbeat { attempt: *attempt },
+            OwnedEvent::Succeeded { attempt } => Event::Succeeded { attempt: *attempt },
+            OwnedEvent::Failed { attempt, error } => Event::Failed { attempt: *attempt, error },
+            OwnedEvent::Due => Event::Due,
+            OwnedEvent::DeadLettered => Event::DeadLettered,
+            OwnedEvent::Redriven => Event::Redriven,
         }
-        Decision::DeadLetter(reason) => {
-            store::set_state(tx, id, JobState::DeadLetter, attempt, now, now, Some(&reason))?;
-            let mut dead = store::entry(now, "DeadLetter", attempt);
-            dead.error = Some(reason);
-            store::push_history(tx, id, &dead)?;
-            Ok(Applied::Moved(JobState::DeadLetter))
-        }
-        Decision::Succeed => Ok(Applied::Ignored("a failure cannot succeed")),
     }
 }
 

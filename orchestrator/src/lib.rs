@@ -1,11 +1,11 @@
-//! The orchestrator: `ImageProcessingWorkflow` defined once ([`workflow`]), the embedded
-//! engine that runs it over SQLite ([`engine`]), and the dead-letter queue's tools
-//! ([`dead_letter`]).
+//! The embedded workflow engine: runs `ImageProcessingWorkflow` (defined in
+//! `protocol::workflow`) over SQLite ([`engine`], [`store`]), and the dead-letter queue's
+//! tools for operators ([`dead_letter`]).
 
-pub mod asl;
 pub mod dead_letter;
 pub mod engine;
+mod error;
 mod store;
-pub mod workflow;
 
-pub use engine::{EmbeddedEngine, EngineConfig, Queues};
+pub use engine::{EmbeddedEngine, Queues};
+pub use error::EngineError;

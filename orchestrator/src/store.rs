@@ -1,11 +1,11 @@
 //! The embedded engine's tables: one row per job with its current state, and an
 //! append-only history. Every change happens inside the caller's transaction.
 
-use pipeline_core::JobError;
-use pipeline_core::message::{Job, Output};
-use pipeline_core::orchestration::{HistoryEntry, JobRecord, JobState};
 use pipeline_core::sqlite::DbError;
-use pipeline_core::time::rfc3339;
+use protocol::job::{HistoryEntry, JobRecord, JobState};
+use protocol::message::{Job, Output};
+use protocol::time::rfc3339;
+use protocol::workflow::{Position, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) const SCHEMA: &str = "
@@ -36,9 +36,7 @@ CREATE TABLE IF NOT EXISTS job_history (
 #[derive(Clone, Debug)]
 pub(crate) struct Row {
     pub job: Job,
-    pub state: JobState,
-    /// When a worker first said it holds the current attempt.
-    pub started_at: Option<i64>,
+    pub position: Position,
 }
 
 fn json_err(e: serde_json::Error) -> DbError {
@@ -55,44 +53,32 @@ pub(crate) fn load_row(conn: &Connection, job_id: &str) -> Result<Option<Row>, D
     let mut job: Job = serde_json::from_str(&job_json).map_err(json_err)?;
     job.attempt = attempt;
     let state = JobState::parse(&state).ok_or_else(|| DbError::new(format!("unknown job state {state:?}")))?;
-    Ok(Some(Row { job, state, started_at }))
+    Ok(Some(Row { job, position: Position { state, attempt, started_at } }))
 }
 
-pub(crate) fn insert(conn: &Connection, job: &Job, now: i64, due_at: i64) -> Result<(), DbError> {
+/// Records a new job; [`save`] then stores its first transition.
+pub(crate) fn insert(conn: &Connection, job: &Job, now: i64) -> Result<(), DbError> {
     let json = serde_json::to_string(job).map_err(json_err)?;
     conn.execute(
         "INSERT INTO jobs (job_id, state, attempt, job_json, created_at, updated_at, due_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-        params![job.job_id, JobState::ProcessImage.as_str(), job.attempt, json, now, due_at],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)",
+        params![job.job_id, JobState::ProcessImage.as_str(), job.attempt, json, now],
     )?;
     Ok(())
 }
 
-/// Records a heartbeat of the current attempt: when it started, and its new deadline.
-pub(crate) fn extend(conn: &Connection, job_id: &str, started_at: i64, due_at: i64, now: i64) -> Result<(), DbError> {
+/// Stores a transition: the job's new position and due time, its last error when the
+/// transition sets one, and the history entries it appends.
+pub(crate) fn save(conn: &Connection, job_id: &str, t: &Transition, now: i64) -> Result<(), DbError> {
+    let error = t.error.as_ref().map(serde_json::to_string).transpose().map_err(json_err)?;
     conn.execute(
-        "UPDATE jobs SET started_at = ?2, due_at = ?3, updated_at = ?4 WHERE job_id = ?1",
-        params![job_id, started_at, due_at, now],
+        "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5, started_at = ?6,
+         error_json = COALESCE(?7, error_json) WHERE job_id = ?1",
+        params![job_id, t.to.state.as_str(), t.to.attempt, t.due_at, now, t.to.started_at, error],
     )?;
-    Ok(())
-}
-
-/// Moves a job to `state` (a new attempt has not started); `error` of `None` keeps the last error.
-pub(crate) fn set_state(
-    conn: &Connection,
-    job_id: &str,
-    state: JobState,
-    attempt: u32,
-    due_at: i64,
-    now: i64,
-    error: Option<&JobError>,
-) -> Result<(), DbError> {
-    let error = error.map(serde_json::to_string).transpose().map_err(json_err)?;
-    conn.execute(
-        "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5, started_at = NULL,
-         error_json = COALESCE(?6, error_json) WHERE job_id = ?1",
-        params![job_id, state.as_str(), attempt, due_at, now, error],
-    )?;
+    for entry in &t.history {
+        push_history(conn, job_id, entry)?;
+    }
     Ok(())
 }
 
@@ -111,7 +97,7 @@ pub(crate) fn set_outputs(
     Ok(())
 }
 
-pub(crate) fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry) -> Result<(), DbError> {
+fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry) -> Result<(), DbError> {
     let json = serde_json::to_string(entry).map_err(json_err)?;
     conn.execute(
         "INSERT INTO job_history (job_id, seq, entry)
@@ -119,19 +105,6 @@ pub(crate) fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry
         params![job_id, json],
     )?;
     Ok(())
-}
-
-/// A history entry at `now` with no details.
-pub(crate) fn entry(now: i64, state: &str, attempt: u32) -> HistoryEntry {
-    HistoryEntry {
-        at: rfc3339(now),
-        state: state.into(),
-        attempt,
-        error: None,
-        delay_ms: None,
-        ceiling_ms: None,
-        note: None,
-    }
 }
 
 pub(crate) fn history(conn: &Connection, job_id: &str) -> Result<Vec<HistoryEntry>, DbError> {

@@ -3,16 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator::dead_letter::{self, DeadLetter};
+use orchestrator::dead_letter;
 use orchestrator::engine::Applied;
-use orchestrator::workflow::{Jitter, RetryPolicy};
-use orchestrator::{EmbeddedEngine, EngineConfig, Queues};
-use pipeline_core::message::{Job, Output, Report, ReportKind};
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use orchestrator::{EmbeddedEngine, Queues};
+use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::Queue;
 use pipeline_core::queue::sqlite::SqliteQueue;
 use pipeline_core::sqlite::Db;
-use pipeline_core::{JobError, Rendition};
+use protocol::dead_letter::DeadLetter;
+use protocol::job::JobState;
+use protocol::message::{Job, Output, Report, ReportKind};
+use protocol::workflow::Policy;
+use protocol::workflow::{Jitter, RetryPolicy};
+use protocol::{JobError, Rendition};
 use tempfile::TempDir;
 
 struct Rig {
@@ -22,7 +25,7 @@ struct Rig {
     dlq: Arc<dyn Queue>,
 }
 
-fn rig(config: EngineConfig) -> Rig {
+fn rig(config: Policy) -> Rig {
     let dir = TempDir::new().expect("tempdir");
     let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
     let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
@@ -32,8 +35,8 @@ fn rig(config: EngineConfig) -> Rig {
     Rig { _dir: dir, engine, jobs, dlq }
 }
 
-fn fast_retries(max_attempts: u32) -> EngineConfig {
-    EngineConfig {
+fn fast_retries(max_attempts: u32) -> Policy {
+    Policy {
         retry: RetryPolicy {
             max_attempts,
             interval: Duration::from_millis(100),
@@ -41,7 +44,7 @@ fn fast_retries(max_attempts: u32) -> EngineConfig {
             max_delay: Duration::from_secs(5),
             jitter: Jitter::None,
         },
-        ..EngineConfig::default()
+        ..Policy::default()
     }
 }
 
@@ -67,13 +70,13 @@ fn output(job: &Job) -> Output {
     }
 }
 
-fn states(record: &pipeline_core::orchestration::JobRecord) -> Vec<String> {
-    record.history.iter().map(|h| h.state.clone()).collect()
+fn states(record: &protocol::job::JobRecord) -> Vec<String> {
+    record.history.iter().map(|h| h.state.to_string()).collect()
 }
 
 #[tokio::test]
 async fn success_path_records_outputs_and_history() {
-    let r = rig(EngineConfig::default());
+    let r = rig(Policy::default());
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     assert_eq!(job.attempt, 1);
@@ -180,7 +183,7 @@ async fn retryable_failures_dead_letter_once_attempts_are_spent() {
 
 #[tokio::test]
 async fn a_silent_worker_is_lost_and_the_job_retried() {
-    let config = EngineConfig {
+    let config = Policy {
         queue_timeout: Duration::from_millis(300),
         task_timeout: Duration::from_secs(5),
         heartbeat_timeout: Duration::from_millis(400),
@@ -211,7 +214,7 @@ async fn a_silent_worker_is_lost_and_the_job_retried() {
 
 #[tokio::test]
 async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
-    let config = EngineConfig {
+    let config = Policy {
         queue_timeout: Duration::from_secs(60),
         task_timeout: Duration::from_millis(500),
         heartbeat_timeout: Duration::from_millis(300),
@@ -233,7 +236,7 @@ async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
 
 #[tokio::test]
 async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
-    let r = rig(EngineConfig::default());
+    let r = rig(Policy::default());
     let job = new_job();
     r.dlq.send(&job.to_json(), Duration::ZERO).await.expect("send");
     r.dlq.send("garbage", Duration::ZERO).await.expect("send");

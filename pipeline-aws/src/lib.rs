@@ -1,13 +1,14 @@
 //! imgpipe's AWS backends: the core's [`BlobStore`](pipeline_core::blob::BlobStore) on
-//! S3 and [`Queue`](pipeline_core::queue::Queue) on SQS, S3 event parsing, and the
-//! set-up helpers. Kept out of the core so that the embedded deployment never compiles
+//! S3 and [`Queue`](pipeline_core::queue::Queue) on SQS, Step Functions as the
+//! orchestrator and reporter, and the set-up helpers. Beside the local backends: it
+//! depends on the protocol and the core's traits only, never on the worker or the
+//! orchestrator. Kept out of the core so that the embedded deployment never compiles
 //! the AWS SDK.
 //!
 //! Layout:
 //! - [`config`]: settings loaded once from the standard AWS sources; clients built once.
 //! - [`s3`]: the [`S3BlobStore`].
 //! - [`sqs`]: the [`SqsQueue`], with attributes and batch delete beyond the trait.
-//! - [`s3_event`]: S3 ObjectCreated notifications as they reach SQS, parsed leniently.
 //! - [`setup`]: queues with redrive policies, buckets, bucket notifications.
 //! - [`redrive`]: moving messages between queues (receive → send → delete).
 //! - [`sfn`]: Step Functions as the orchestrator, the worker's task-token reports, and
@@ -20,7 +21,6 @@ pub mod config;
 pub mod error;
 pub mod redrive;
 pub mod s3;
-pub mod s3_event;
 pub mod setup;
 pub mod sfn;
 pub mod sqs;

@@ -11,9 +11,9 @@ use aws_sdk_s3::types::{
     S3KeyFilter,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use pipeline_core::ErrorClass;
 use pipeline_core::blob::BlobError;
 use pipeline_core::queue::QueueError;
+use protocol::ErrorClass;
 use serde_json::json;
 
 use crate::error::AwsError;

@@ -14,15 +14,15 @@ pub mod setup;
 use async_trait::async_trait;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
-use pipeline_core::message::Job;
-use pipeline_core::orchestration::{JobRecord, Orchestrator, OrchestratorError};
-use pipeline_core::time::rfc3339;
+use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
+use protocol::job::JobRecord;
+use protocol::message::Job;
+use protocol::time::rfc3339;
 use serde_json::Value;
 
 use crate::config::AwsConfig;
 use crate::error::AwsError;
-pub use history::job_error;
-use history::{Event, Status, fold};
+use protocol::sfn::{Event, Status, fold, job_error};
 pub use reporter::{RoutingReporter, SfnReporter};
 
 /// A Step Functions client from the loaded settings; build it once and share it.
@@ -76,7 +76,7 @@ impl SfnOrchestrator {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("GetExecutionHistory", &e))?;
-            events.extend(page.events().iter().map(Event::from));
+            events.extend(page.events().iter().map(history::event));
             match page.next_token() {
                 Some(t) if !t.is_empty() => next = Some(t.to_owned()),
                 _ => return Ok(events),

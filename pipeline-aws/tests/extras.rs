@@ -11,9 +11,9 @@ use common::{aws, bucket, queue, unique};
 use pipeline_aws::SqsQueue;
 use pipeline_aws::redrive::{Moved, move_messages};
 use pipeline_aws::setup::{self, QueueSettings};
-use pipeline_core::ErrorClass;
 use pipeline_core::blob::{BlobError, BlobStore, PutOptions};
 use pipeline_core::queue::{Queue, QueueError};
+use protocol::ErrorClass;
 
 const SEC: Duration = Duration::from_secs(1);
 

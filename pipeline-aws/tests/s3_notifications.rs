@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{aws, bucket, queue};
-use pipeline_aws::s3_event::{self, ObjectCreated};
 use pipeline_aws::{S3BlobStore, SqsQueue, setup};
 use pipeline_core::blob::{BlobStore, PutOptions};
 use pipeline_core::queue::Queue;
+use protocol::s3_event::{self, ObjectCreated};
 
 /// Every object-created record that arrives within `wait`, deleting each message (test events included).
 async fn created_events(q: &SqsQueue, want: usize, wait: Duration) -> Vec<ObjectCreated> {

@@ -9,12 +9,13 @@ mod sfn_harness;
 
 use std::time::Duration;
 
-use orchestrator::asl::PERMANENT_ERROR;
-use orchestrator::dead_letter::DeadLetter;
-use pipeline_core::ErrorClass;
 use pipeline_core::blob::BlobStore;
-use pipeline_core::orchestration::{JobState, Orchestrator};
+use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::Queue;
+use protocol::ErrorClass;
+use protocol::dead_letter::DeadLetter;
+use protocol::job::JobState;
+use protocol::sfn::PERMANENT_ERROR;
 use sfn_harness::{Rig, states};
 use worker::faults::Faults;
 
@@ -27,7 +28,7 @@ async fn a_job_runs_to_success_with_its_outputs() {
     let job = rig.job("photos/myphoto.jpg");
     rig.orchestrator.start(job.clone()).await.expect("started");
     rig.orchestrator.start(job.clone()).await.expect("starting the same job again is a no-op");
-    let other = pipeline_core::message::Job { source_key: "other.jpg".into(), ..job.clone() };
+    let other = protocol::message::Job { source_key: "other.jpg".into(), ..job.clone() };
     assert!(rig.orchestrator.start(other).await.is_err(), "another job under a used id is refused");
 
     let running = rig.wait_for(&job.job_id, "queued", |r| r.attempts == 1).await;

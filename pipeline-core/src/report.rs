@@ -4,21 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::JobError;
-use crate::message::{Job, Report, ReportKind};
-use crate::queue::Queue;
 use async_trait::async_trait;
+use protocol::error::JobError;
+use protocol::message::{Job, Processed, Report, ReportKind};
 
-use crate::message::Output;
-
-/// A finished job's results.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Processed {
-    /// The renditions written.
-    pub outputs: Vec<Output>,
-    /// What the engine read from the source.
-    pub metadata: serde_json::Value,
-}
+use crate::queue::Queue;
 
 /// Why a report did not go through.
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use pipeline_core::orchestration::{JobRecord, JobState};
 use pipeline_core::queue::Queue;
+use protocol::job::{JobRecord, JobState};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 

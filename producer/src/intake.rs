@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use pipeline_core::blob::{BlobError, BlobStore, validate_key};
-use pipeline_core::message::Job;
 use pipeline_core::orchestration::Orchestrator;
-use pipeline_core::rendition::{self, Rendition};
+use protocol::message::Job;
+use protocol::rendition::{self, Rendition};
 use serde::Deserialize;
 
 use crate::error::ApiError;

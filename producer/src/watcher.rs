@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pipeline_core::rendition::{OUTPUT_PREFIX, Rendition};
 use pipeline_core::sqlite::{Db, DbError};
+use protocol::rendition::{OUTPUT_PREFIX, Rendition};
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use orchestrator::dead_letter::{self, DlqItem};
-use pipeline_core::message::Job;
+use protocol::message::Job;
 
 use crate::embedded::Embedded;
 

@@ -164,7 +164,7 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
                 watch_bucket: None,
                 s3_events_queue: None,
                 destination_bucket: String::new(),
-                engine: orchestrator::EngineConfig::default(),
+                engine: protocol::workflow::Policy::default(),
                 runner: {
                     let runner = w.runner()?;
                     RunnerConfig { concurrency: runner.concurrency.max(1), ..runner }
@@ -180,14 +180,14 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
         }
         Command::Process(args) => process::run(args)?,
         Command::Asl(args) => {
-            let options = orchestrator::asl::AslOptions {
+            let options = protocol::asl::AslOptions {
                 jobs_queue_url: args.jobs_queue_url,
                 dead_letter_queue_url: args.dead_letter_queue_url,
                 retry: args.retry.policy(),
                 heartbeat: args.heartbeat_timeout,
                 timeout: args.task_timeout,
             };
-            let definition = orchestrator::asl::definition(&options).map_err(anyhow::Error::msg)?;
+            let definition = protocol::asl::definition(&options).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&definition)?);
         }
         Command::Setup(args) => return setup::run(data, backends, args).await,
@@ -204,5 +204,5 @@ async fn open(data: &DataArgs, backends: &BackendArgs) -> anyhow::Result<Embedde
         anyhow::bail!("{} holds no imgpipe data (run `imgpipe serve --data-dir ...` first)", data.data_dir.display());
     }
     // Short commands never receive jobs, so the jobs queue's redrive setting is moot here.
-    Embedded::open_with(&data.data_dir, backends, orchestrator::EngineConfig::default(), 5).await
+    Embedded::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), 5).await
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use pipeline_core::rendition::{Fit, Format, Rendition};
+use protocol::rendition::{Fit, Format, Rendition};
 use worker::engine::{Limits, render};
 
 /// How the image fits the box (see `Fit`).

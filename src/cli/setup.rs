@@ -81,7 +81,7 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
             println!("queue {} (to {} after {} receives)", jobs.url(), dlq.url(), args.max_receive_count);
             if backends.step_functions() {
                 let role = args.role_arn.as_deref().context("--orchestrator stepfunctions needs --role-arn")?;
-                let options = orchestrator::asl::AslOptions {
+                let options = protocol::asl::AslOptions {
                     jobs_queue_url: jobs.url().to_owned(),
                     dead_letter_queue_url: dlq.url().to_owned(),
                     retry: args.retry.policy(),
@@ -99,7 +99,7 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
             }
         }
         _ => {
-            crate::embedded::Embedded::open_with(&data.data_dir, backends, orchestrator::EngineConfig::default(), 5)
+            crate::embedded::Embedded::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), 5)
                 .await?;
             println!("queues in {}", data.data_dir.join("imgpipe.db").display());
         }

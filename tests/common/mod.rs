@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use imgpipe::embedded::Embedded;
 use imgpipe::serve::{ServeOptions, Server};
-use orchestrator::EngineConfig;
-use orchestrator::workflow::{Jitter, RetryPolicy};
-use pipeline_core::orchestration::JobRecord;
+use protocol::job::JobRecord;
+use protocol::workflow::Policy;
+use protocol::workflow::{Jitter, RetryPolicy};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use worker::RunnerConfig;
@@ -36,7 +36,7 @@ pub fn test_options() -> ServeOptions {
         watch_bucket: Some("original".into()),
         s3_events_queue: None,
         destination_bucket: "resized".into(),
-        engine: EngineConfig {
+        engine: Policy {
             retry: RetryPolicy {
                 max_attempts: 4,
                 interval: Duration::from_millis(200),

@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::{ImageBuffer, ImageFormat, Rgb, Rgba};
-use pipeline_core::rendition::{Fit, Format, Rendition};
+use protocol::rendition::{Fit, Format, Rendition};
 use worker::engine::pixels::Pixels;
 use worker::engine::{Limits, render};
 

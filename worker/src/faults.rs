@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use pipeline_core::JobError;
-use pipeline_core::message::Job;
+use protocol::JobError;
+use protocol::message::Job;
 
 /// Faults to inject into every attempt.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! The worker: the image [`engine`], [`process_job`](process::process_job) for one job,
-//! and the long-poll [`runner`] that feeds it from the jobs queue and reports outcomes.
+//! one [`attempt`] per delivered message (shared by the container runner and the Lambda
+//! handler), and the long-poll [`runner`] that feeds attempts from the jobs queue.
 
+pub mod attempt;
 pub mod engine;
-pub mod execute;
 pub mod faults;
 pub mod process;
 pub mod report;

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use pipeline_core::JobError;
 use pipeline_core::blob::{BlobStore, PutOptions};
-use pipeline_core::message::{Job, Output};
-use pipeline_core::rendition::{output_key, sidecar_key, validate_list};
-pub use pipeline_core::report::Processed;
+use protocol::JobError;
+pub use protocol::message::Processed;
+use protocol::message::{Job, Output};
+use protocol::rendition::{output_key, sidecar_key, validate_list};
 
 use crate::engine::{self, Limits};
 use crate::faults::Faults;

@@ -1,22 +1,20 @@
-//! The long-poll loop: receive only as many jobs as there are free slots, keep each
-//! one's visibility (and the orchestrator's deadline) alive with heartbeats while it
-//! runs, report, then delete. On shutdown it stops receiving and lets the jobs it
+//! The long-poll loop: receive only as many jobs as there are free slots and run each
+//! through [`Attempts::run`], holding it by renewing its visibility; delete or release it
+//! as the attempt decides. On shutdown it stops receiving and lets the jobs it
 //! holds finish until a deadline, then releases the rest for another worker.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_core::JobError;
-use pipeline_core::message::Job;
+use async_trait::async_trait;
 use pipeline_core::queue::{MAX_BATCH, Queue, Received};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::execute::report;
-use crate::process::{WorkerDeps, process_job};
-use crate::report::{ReportError, Reporter};
+use crate::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
+use crate::process::WorkerDeps;
+use crate::report::Reporter;
 
 /// How the loop paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +66,7 @@ impl Runner {
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let hard_stop = CancellationToken::new();
+        let attempts = Arc::new(self.attempts());
         let mut tasks = JoinSet::new();
         tracing::info!(queue = self.jobs.name(), concurrency = self.config.concurrency, "worker started");
         loop {
@@ -100,9 +99,9 @@ impl Runner {
             };
             for message in messages {
                 let Some(permit) = permits.pop() else { break };
-                let (me, hard_stop) = (self.clone(), hard_stop.clone());
+                let (me, attempts, hard_stop) = (self.clone(), Arc::clone(&attempts), hard_stop.clone());
                 tasks.spawn(async move {
-                    me.handle(message, hard_stop).await;
+                    me.handle(&attempts, message, hard_stop).await;
                     drop(permit);
                 });
             }
@@ -120,77 +119,53 @@ impl Runner {
         tracing::info!("worker stopped");
     }
 
-    async fn handle(&self, message: Received, hard_stop: CancellationToken) {
-        let job = match Job::from_json(&message.body) {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!(message_id = %message.message_id, error = %e, "unreadable job message; dead-lettering it");
-                if self.dead_letters.send(&message.body, Duration::ZERO).await.is_ok() {
-                    self.delete(&message).await;
-                }
-                return;
-            }
-        };
-        let span = tracing::info_span!("job", job_id = %job.job_id, attempt = job.attempt, key = %job.source_key);
-        self.run_job(job, message, hard_stop).instrument(span).await;
-    }
-
-    async fn run_job(&self, job: Job, message: Received, hard_stop: CancellationToken) {
-        let outcome = if message.receive_count > self.config.max_receive_count {
-            Err(JobError::permanent(
-                "PoisonMessage",
-                format!("delivered {} times without completing", message.receive_count),
-            ))
-        } else {
-            let work = async {
-                tokio::select! {
-                    outcome = process_job(&job, &self.deps) => Some(outcome),
-                    () = self.keep_alive(&job, &message) => None,
-                }
-            };
-            tokio::select! {
-                outcome = work => outcome.unwrap_or_else(|| Err(JobError::retryable("Internal", "heartbeat loop ended"))),
-                () = hard_stop.cancelled() => {
-                    tracing::warn!("released unfinished at shutdown");
-                    let _ = self.jobs.change_visibility(&message.receipt, Duration::ZERO).await;
-                    return;
-                }
-            }
-        };
-        match report(self.reporter.as_ref(), &job, &outcome).await {
-            Ok(()) => self.delete(&message).await,
-            Err(ReportError::Stale(why)) => {
-                tracing::info!(%why, "attempt already resolved; dropping the message");
-                self.delete(&message).await;
-            }
-            Err(e) => {
-                // Back off by delivery count, so an orchestrator outage is not hammered.
-                let wait = Duration::from_secs(1 << message.receive_count.min(8));
-                tracing::error!(error = %e, retry_in = ?wait, "could not report; the job will be redelivered");
-                let _ = self.jobs.change_visibility(&message.receipt, wait).await;
-            }
+    /// The attempt logic, with this runner's pacing.
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            deps: Arc::clone(&self.deps),
+            reporter: Arc::clone(&self.reporter),
+            dead_letters: Arc::clone(&self.dead_letters),
+            heartbeat_every: self.config.heartbeat_every,
+            max_receive_count: self.config.max_receive_count,
         }
     }
 
-    /// Renews the message's visibility and heartbeats the orchestrator until dropped.
-    async fn keep_alive(&self, job: &Job, message: &Received) {
-        let mut ticks = tokio::time::interval(self.config.heartbeat_every);
-        // The first tick of an interval is immediate; the first heartbeat is due one interval in.
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            if let Err(e) = self.jobs.change_visibility(&message.receipt, self.config.visibility).await {
-                tracing::warn!(error = %e, "could not extend visibility");
+    /// One message through [`Attempts::run`], holding it by renewing its visibility.
+    async fn handle(&self, attempts: &Attempts, message: Received, hard_stop: CancellationToken) {
+        let lease = Visibility { queue: self.jobs.as_ref(), receipt: &message.receipt, period: self.config.visibility };
+        let delivery = Delivery {
+            message_id: &message.message_id,
+            body: &message.body,
+            receive_count: Some(message.receive_count),
+        };
+        let hold = Hold { lease: Some(&lease), hard_stop: Some(&hard_stop), backoff_by_receive_count: true };
+        match attempts.run(delivery, hold).await {
+            Disposition::Delete => {
+                if let Err(e) = self.jobs.delete(&message.receipt).await {
+                    tracing::warn!(error = %e, "could not delete a finished job message");
+                }
             }
-            if let Err(e) = self.reporter.heartbeat(job).await {
-                tracing::warn!(error = %e, "heartbeat not delivered");
+            Disposition::Release { after: Some(after), .. } => {
+                let _ = self.jobs.change_visibility(&message.receipt, after).await;
             }
+            // Left hidden: the queue hands it out again when its visibility runs out.
+            Disposition::Release { after: None, .. } => {}
         }
     }
+}
 
-    async fn delete(&self, message: &Received) {
-        if let Err(e) = self.jobs.delete(&message.receipt).await {
-            tracing::warn!(error = %e, "could not delete a finished job message");
+/// A received message's visibility, renewed while its job runs.
+struct Visibility<'a> {
+    queue: &'a dyn Queue,
+    receipt: &'a str,
+    period: Duration,
+}
+
+#[async_trait]
+impl Lease for Visibility<'_> {
+    async fn renew(&self) {
+        if let Err(e) = self.queue.change_visibility(self.receipt, self.period).await {
+            tracing::warn!(error = %e, "could not extend visibility");
         }
     }
 }

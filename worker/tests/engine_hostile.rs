@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use pipeline_core::{ErrorClass, JobError, Rendition};
+use protocol::{ErrorClass, JobError, Rendition};
 use worker::engine::{EngineError, Limits, render};
 
 /// Records the largest single allocation made on the current thread.

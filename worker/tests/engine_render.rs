@@ -2,7 +2,7 @@
 //! metadata, and what outputs must not carry.
 
 use image::{ImageBuffer, ImageDecoder, ImageFormat, Rgb, Rgba};
-use pipeline_core::rendition::{Fit, Format, Rendition};
+use protocol::rendition::{Fit, Format, Rendition};
 use worker::engine::{Encoded, Limits, Rendered, render};
 
 const R: [u8; 3] = [255, 0, 0];

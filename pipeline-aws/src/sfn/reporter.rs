@@ -6,18 +6,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orchestrator::asl::{PERMANENT_ERROR, RETRYABLE_ERROR, SUCCEEDED};
-use pipeline_core::JobError;
-use pipeline_core::message::Job;
-use pipeline_core::report::{Processed, ReportError, Reporter};
-use serde_json::json;
+use pipeline_core::report::{ReportError, Reporter};
+use protocol::error::JobError;
+use protocol::message::{Job, Processed};
+use protocol::sfn::{PERMANENT_ERROR, RETRYABLE_ERROR, failure_cause, success_output};
 
 use crate::error::AwsError;
 
-/// SendTaskSuccess takes at most this many bytes of output.
-pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
-/// SendTaskFailure takes a cause of at most this many characters.
-pub const MAX_CAUSE_CHARS: usize = 32_768;
 /// The service's answers for a token nobody waits on any more.
 const STALE: &[&str] = &["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"];
 
@@ -45,41 +40,6 @@ fn token(job: &Job) -> Result<&str, ReportError> {
 
 fn classify(e: &AwsError) -> ReportError {
     if e.has_code(STALE) { ReportError::Stale(e.to_string()) } else { ReportError::Failed(e.to_string()) }
-}
-
-/// The SendTaskSuccess output: `{"status":"succeeded","outputs":[...],"metadata":...}`,
-/// dropping the metadata, then the outputs, when it would pass [`MAX_OUTPUT_BYTES`].
-pub fn success_output(done: &Processed) -> String {
-    let full = json!({ "status": SUCCEEDED, "outputs": done.outputs, "metadata": done.metadata }).to_string();
-    if full.len() <= MAX_OUTPUT_BYTES {
-        return full;
-    }
-    let lean =
-        json!({ "status": SUCCEEDED, "outputs": done.outputs, "omitted": "metadata (over 256 KiB)" }).to_string();
-    if lean.len() <= MAX_OUTPUT_BYTES {
-        return lean;
-    }
-    json!({ "status": SUCCEEDED, "outputs": [], "omitted": format!("{} outputs (over 256 KiB)", done.outputs.len()) })
-        .to_string()
-}
-
-/// The SendTaskFailure cause: the [`JobError`] as JSON with the attempt, its message
-/// shortened until the whole fits in [`MAX_CAUSE_CHARS`].
-pub fn failure_cause(job: &Job, error: &JobError) -> String {
-    let mut message = error.message.clone();
-    loop {
-        let cause =
-            json!({ "class": error.class, "code": error.code, "message": message, "attempt": job.attempt }).to_string();
-        if cause.chars().count() <= MAX_CAUSE_CHARS || message.is_empty() {
-            return cause;
-        }
-        let keep = message.chars().count() * 3 / 4;
-        message = message.chars().take(keep).collect::<String>();
-        message.push('…');
-        if keep == 0 {
-            message.clear();
-        }
-    }
 }
 
 #[async_trait]
@@ -154,30 +114,7 @@ impl Reporter for RoutingReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline_core::rendition::Rendition;
-
-    #[test]
-    fn causes_are_job_errors_that_fit() {
-        let job = Job { attempt: 2, ..Job::new("o", "k.jpg", "r", vec![Rendition::thumbnail()]) };
-        let short = failure_cause(&job, &JobError::permanent("NotAnImage", "text"));
-        let read: JobError = serde_json::from_str(&short).expect("a JobError");
-        assert_eq!(read, JobError::permanent("NotAnImage", "text"));
-        assert!(short.contains(r#""attempt":2"#), "{short}");
-
-        let long = failure_cause(&job, &JobError::retryable("S3", "\"x\"".repeat(40_000)));
-        assert!(long.chars().count() <= MAX_CAUSE_CHARS);
-        assert!(serde_json::from_str::<JobError>(&long).expect("still JSON").is_retryable());
-    }
-
-    #[test]
-    fn outputs_fit_the_limit() {
-        let small = Processed { outputs: Vec::new(), metadata: json!({ "format": "jpeg" }) };
-        let out: serde_json::Value = serde_json::from_str(&success_output(&small)).expect("json");
-        assert_eq!((out["status"].as_str(), out["metadata"]["format"].as_str()), (Some(SUCCEEDED), Some("jpeg")));
-        let huge = Processed { outputs: Vec::new(), metadata: json!({ "blob": "x".repeat(MAX_OUTPUT_BYTES) }) };
-        let out = success_output(&huge);
-        assert!(out.len() <= MAX_OUTPUT_BYTES && out.contains("omitted"), "{}", &out[..80]);
-    }
+    use protocol::rendition::Rendition;
 
     #[tokio::test]
     async fn a_job_without_a_token_cannot_be_reported() {

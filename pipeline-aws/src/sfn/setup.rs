@@ -1,10 +1,10 @@
 //! Creating the `ImageProcessingWorkflow` state machine from the definition the
-//! orchestrator generates ([`orchestrator::asl::definition`]) with the real queue URLs,
+//! orchestrator generates ([`protocol::asl::definition`]) with the real queue URLs,
 //! for tests and a `setup` command. Running it again brings an existing state machine
 //! of that name to the new definition.
 
 use aws_sdk_sfn::types::StateMachineType;
-use orchestrator::asl::{self, AslOptions};
+use protocol::asl::{self, AslOptions};
 
 use crate::error::AwsError;
 

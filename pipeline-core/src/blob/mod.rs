@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::{ErrorClass, JobError};
+use protocol::error::{ErrorClass, JobError};
 
 /// The longest key accepted, in bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;

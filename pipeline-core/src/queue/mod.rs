@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::{ErrorClass, JobError};
 use crate::sqlite::DbError;
+use protocol::error::{ErrorClass, JobError};
 
 /// The most messages one receive returns (SQS's limit).
 pub const MAX_BATCH: usize = 10;

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, Queue, QueueError, QueueStats, Received};
 use crate::sqlite::{Db, DbError};
-use crate::time::{ms, now_ms};
+use protocol::time::{ms, now_ms};
 
 /// How often a long poll looks for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);

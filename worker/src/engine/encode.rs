@@ -4,7 +4,7 @@
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
-use pipeline_core::rendition::{Format, Rendition};
+use protocol::rendition::{Format, Rendition};
 
 use super::metadata::icc_color_space;
 use super::pixels::Pixels;

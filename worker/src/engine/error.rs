@@ -1,6 +1,6 @@
 //! Why the engine refused or failed an image, and how that folds into a job failure.
 
-use pipeline_core::JobError;
+use protocol::JobError;
 
 /// A failure of [`render`](super::render). Every variant is permanent: the same bytes
 /// will fail the same way on any retry.

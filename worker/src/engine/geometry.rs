@@ -1,7 +1,7 @@
 //! Pure size arithmetic: the output size and source crop of each fit mode, how EXIF
 //! orientation maps them onto the stored pixels, and the DCT shrink a JPEG can afford.
 
-use pipeline_core::rendition::{Fit, Rendition};
+use protocol::rendition::{Fit, Rendition};
 
 use super::EngineError;
 
@@ -118,7 +118,7 @@ pub fn any_shrink(plans: &[Plan]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pipeline_core::rendition::Format;
+    use protocol::rendition::Format;
 
     fn r(w: Option<u32>, h: Option<u32>, fit: Fit, enlarge: bool) -> Rendition {
         Rendition { name: "t".into(), width: w, height: h, fit, format: Format::Jpeg, quality: 80, enlarge }

@@ -22,7 +22,7 @@ mod webp_native;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pipeline_core::Rendition;
+use protocol::Rendition;
 
 pub use detect::SourceFormat;
 pub use error::EngineError;

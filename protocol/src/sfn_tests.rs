@@ -1,11 +1,11 @@
 //! Tables of event histories, shaped as the emulator and Step Functions write them.
 
 use super::*;
-use orchestrator::asl::PERMANENT_ERROR;
-use pipeline_core::ErrorClass;
+use crate::error::ErrorClass;
+use crate::rendition::Rendition;
 
 fn entered(at_ms: i64, name: &str) -> Event {
-    Event { at_ms, kind: Kind::Entered(name.into()) }
+    Event { at_ms, kind: Kind::Entered(JobState::parse(name).expect("a workflow state")) }
 }
 
 fn scheduled(at_ms: i64) -> Event {
@@ -114,4 +114,27 @@ fn an_aborted_execution_ends_in_fail() {
     assert_eq!(folded.state, JobState::Fail);
     assert_eq!(states(&folded), [("ProcessImage", 1), ("Fail", 1)]);
     assert_eq!(folded.error.map(|e| e.code), Some("Aborted".into()));
+}
+
+#[test]
+fn causes_are_job_errors_that_fit() {
+    let job = Job { attempt: 2, ..Job::new("o", "k.jpg", "r", vec![Rendition::thumbnail()]) };
+    let short = failure_cause(&job, &JobError::permanent("NotAnImage", "text"));
+    let read: JobError = serde_json::from_str(&short).expect("a JobError");
+    assert_eq!(read, JobError::permanent("NotAnImage", "text"));
+    assert!(short.contains(r#""attempt":2"#), "{short}");
+
+    let long = failure_cause(&job, &JobError::retryable("S3", "\"x\"".repeat(40_000)));
+    assert!(long.chars().count() <= MAX_CAUSE_CHARS);
+    assert!(serde_json::from_str::<JobError>(&long).expect("still JSON").is_retryable());
+}
+
+#[test]
+fn outputs_fit_the_limit() {
+    let small = Processed { outputs: Vec::new(), metadata: json!({ "format": "jpeg" }) };
+    let out: serde_json::Value = serde_json::from_str(&success_output(&small)).expect("json");
+    assert_eq!((out["status"].as_str(), out["metadata"]["format"].as_str()), (Some(SUCCEEDED), Some("jpeg")));
+    let huge = Processed { outputs: Vec::new(), metadata: json!({ "blob": "x".repeat(MAX_OUTPUT_BYTES) }) };
+    let out = success_output(&huge);
+    assert!(out.len() <= MAX_OUTPUT_BYTES && out.contains("omitted"), "{}", &out[..80]);
 }

@@ -162,6 +162,15 @@ fn check_version(v: u32) -> Result<(), MessageError> {
     if v == MESSAGE_VERSION { Ok(()) } else { Err(MessageError::UnsupportedVersion(v)) }
 }
 
+/// A finished job's results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Processed {
+    /// The renditions written.
+    pub outputs: Vec<Output>,
+    /// What the engine read from the source.
+    pub metadata: serde_json::Value,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
