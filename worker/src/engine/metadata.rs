@@ -75,7 +75,9 @@ fn ascii(exif: &exif::Exif, tag: Tag) -> Option<String> {
 /// `2024:01:02 03:04:05` → `2024-01-02T03:04:05`; anything else is dropped.
 fn iso_time(raw: &str) -> Option<String> {
     let b = raw.as_bytes();
+    // ASCII first: the slices below cut at byte offsets, which must be char boundaries.
     let shaped = b.len() >= 19
+        && b[..19].is_ascii()
         && b[4] == b':'
         && b[7] == b':'
         && (b[10] == b' ' || b[10] == b'T')
@@ -125,6 +127,8 @@ mod tests {
         assert_eq!(iso_time("2021:07:04 12:30:59").as_deref(), Some("2021-07-04T12:30:59"));
         assert_eq!(iso_time("0000:00:00 00:00:00"), None);
         assert_eq!(iso_time("yesterday"), None);
+        assert_eq!(iso_time("2021:07:04 12:30:5é"), None, "a multi-byte character across byte 19");
+        assert_eq!(iso_time("2021:07:04 12:30:59é"), Some("2021-07-04T12:30:59".into()));
     }
 
     #[test]
