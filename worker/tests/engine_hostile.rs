@@ -5,6 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use pipeline_core::rendition::{Fit, Format};
 use pipeline_core::{ErrorClass, JobError, Rendition};
 use worker::engine::{EngineError, Limits, render};
 
@@ -41,11 +42,39 @@ fn thumb(input: &[u8]) -> Result<(), EngineError> {
     render(input, &[Rendition::thumbnail()], &Limits::default()).map(|_| ())
 }
 
-/// Renders and reports the largest allocation made meanwhile.
-fn largest_allocation(input: &[u8]) -> (Result<(), EngineError>, usize) {
+/// Runs `f` and reports the largest allocation made meanwhile.
+fn largest_allocation_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST.with(|l| l.set(0));
-    let result = thumb(input);
+    let result = f();
     (result, LARGEST.with(Cell::get))
+}
+
+/// Renders a thumbnail and reports the largest allocation made meanwhile.
+fn largest_allocation(input: &[u8]) -> (Result<(), EngineError>, usize) {
+    largest_allocation_of(|| thumb(input))
+}
+
+/// A gray PNG of the given size.
+fn gray_png(width: u32, height: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    let pixels = vec![128u8; (width * height) as usize];
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&pixels, width, height, image::ExtendedColorType::L8)
+        .expect("encodes");
+    out
+}
+
+fn wide(name: &str, width: u32, format: Format) -> Rendition {
+    Rendition {
+        name: name.into(),
+        width: Some(width),
+        height: None,
+        fit: Fit::Inside,
+        format,
+        quality: 80,
+        enlarge: true,
+    }
 }
 
 fn gif_bomb() -> Vec<u8> {
@@ -187,4 +216,32 @@ fn mangled_files_never_panic() {
             let _ = thumb(&bad);
         }
     }
+}
+
+#[test]
+fn output_bombs_are_refused_from_the_plan() {
+    // 16384 wide, height following: 16384 × 491 520 000 pixels, about 8 TB.
+    let sliver = gray_png(1, 30_000);
+    let r = wide("x", 16_384, Format::Jpeg);
+    let (result, largest) = largest_allocation_of(|| render(&sliver, std::slice::from_ref(&r), &Limits::default()));
+    let err = result.expect_err("an 8 TB output");
+    assert!(matches!(err, EngineError::InvalidRendition(ref m) if m.contains("\"x\"")), "{err}");
+    assert!(largest < 8 << 20, "allocated {largest} bytes before refusing");
+    let job: JobError = err.into();
+    assert_eq!(job.class, ErrorClass::Permanent);
+
+    // One output within bounds, but too many of them together; and AVIF's own cap.
+    let square = gray_png(64, 64);
+    let big = |name: &str| Rendition { height: Some(6000), ..wide(name, 6000, Format::Jpeg) };
+    let three = [big("a"), big("b"), big("c")];
+    let err = render(&square, &three, &Limits::default()).expect_err("108 MP in all");
+    assert!(matches!(err, EngineError::InvalidRendition(ref m) if m.contains("total")), "{err}");
+    let err = render(&square, &[wide("a", 5000, Format::Avif)], &Limits::default()).expect_err("25 MP AVIF");
+    assert!(matches!(err, EngineError::InvalidRendition(ref m) if m.contains("AVIF")), "{err}");
+    let many: Vec<Rendition> = (0..17).map(|i| Rendition { name: format!("r{i}"), ..Rendition::thumbnail() }).collect();
+    let err = render(&square, &many, &Limits::default()).expect_err("17 renditions");
+    assert!(matches!(err, EngineError::InvalidRendition(_)), "{err}");
+    // Within every limit it renders.
+    let ok = render(&square, &[wide("a", 2000, Format::Jpeg), Rendition::thumbnail()], &Limits::default());
+    assert_eq!(ok.map(|o| (o.outputs[0].width, o.outputs[0].height)), Ok((2000, 2000)));
 }

@@ -176,7 +176,7 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
         if header.is_progressive && factor == ScalingFactor::ONE_EIGHTH { without_ac_scans(bytes) } else { None };
     let bytes = dc_only.as_deref().unwrap_or(bytes);
     let pitch = scaled.width * usize::from(channels);
-    let mut data = vec![0u8; pitch * scaled.height];
+    let mut data = super::pixels::zeroed(scaled.width, scaled.height, usize::from(channels))?;
     let out = Image { pixels: data.as_mut_slice(), width: scaled.width, pitch, height: scaled.height, format };
     if let Err(e) = d.decompress(bytes, out) {
         let msg = e.to_string();
