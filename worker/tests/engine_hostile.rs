@@ -245,3 +245,30 @@ fn output_bombs_are_refused_from_the_plan() {
     let ok = render(&square, &[wide("a", 2000, Format::Jpeg), Rendition::thumbnail()], &Limits::default());
     assert_eq!(ok.map(|o| (o.outputs[0].width, o.outputs[0].height)), Ok((2000, 2000)));
 }
+
+/// A 64×64 PNG whose `iCCP` chunk inflates to 256 MiB of zeros.
+fn icc_bomb() -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+    enc.set_icc_profile(vec![0; 256 << 20]).expect("PNG takes a profile");
+    enc.write_image(&[90; 64 * 64], 64, 64, image::ExtendedColorType::L8).expect("encodes");
+    out
+}
+
+#[test]
+fn metadata_bombs_are_dropped_unread() {
+    let bomb = icc_bomb();
+    assert!(bomb.len() < 1 << 20, "the bomb itself is small: {} bytes", bomb.len());
+    let renditions =
+        [Rendition::thumbnail(), Rendition { name: "w".into(), format: Format::Webp, ..Rendition::thumbnail() }];
+    let (result, largest) = largest_allocation_of(|| render(&bomb, &renditions, &Limits::default()));
+    let rendered = result.expect("the image itself is fine");
+    assert!(largest < 32 << 20, "allocated {largest} bytes");
+    for out in &rendered.outputs {
+        assert!(out.bytes.len() < 1 << 20, "{}: {} bytes", out.rendition, out.bytes.len());
+    }
+    assert!(rendered.metadata.has_icc && rendered.metadata.icc_dropped);
+    let json = serde_json::to_value(&rendered.metadata).expect("serialises");
+    assert_eq!(json["iccDropped"], true);
+}

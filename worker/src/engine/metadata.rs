@@ -28,6 +28,10 @@ pub struct SourceMetadata {
     pub has_alpha: bool,
     /// Whether an ICC colour profile is embedded.
     pub has_icc: bool,
+    /// The source's ICC profile was too large or malformed to carry into the outputs, which
+    /// were written without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub icc_dropped: bool,
     /// Whether the source carries Exif data.
     pub has_exif: bool,
     /// Whether the source carries an XMP packet.
@@ -113,6 +117,25 @@ pub fn xmp_has_gps(xmp: &[u8]) -> bool {
     xmp.windows(11).any(|w| w == b"GPSLatitude") || xmp.windows(12).any(|w| w == b"GPSLongitude")
 }
 
+/// The largest ICC profile carried into outputs (1 MiB; real ones are a few kB, a few
+/// hundred for print profiles with large tables).
+pub const MAX_ICC_BYTES: usize = 1 << 20;
+
+/// The profile, if it looks like an ICC profile (the `acsp` signature, a declared size within
+/// the bytes, at most [`MAX_ICC_BYTES`]), cut to its declared size; `None` otherwise.
+pub fn usable_icc(icc: Vec<u8>) -> Option<Vec<u8>> {
+    const HEADER_AND_TAG_COUNT: usize = 132;
+    let declared = icc.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)?;
+    let plausible = icc.get(36..40) == Some(b"acsp")
+        && (HEADER_AND_TAG_COUNT..=MAX_ICC_BYTES).contains(&declared)
+        && declared <= icc.len();
+    plausible.then(|| {
+        let mut icc = icc;
+        icc.truncate(declared);
+        icc
+    })
+}
+
 /// The colour space an ICC profile describes (`RGB `, `GRAY`, `CMYK`…), from its header.
 pub fn icc_color_space(icc: &[u8]) -> Option<&[u8]> {
     icc.get(16..20)
@@ -129,6 +152,26 @@ mod tests {
         assert_eq!(iso_time("yesterday"), None);
         assert_eq!(iso_time("2021:07:04 12:30:5é"), None, "a multi-byte character across byte 19");
         assert_eq!(iso_time("2021:07:04 12:30:59é"), Some("2021-07-04T12:30:59".into()));
+    }
+
+    #[test]
+    fn only_plausible_small_icc_profiles_are_kept() {
+        let profile = |declared: u32, len: usize| {
+            let mut p = vec![0u8; len];
+            p[..4].copy_from_slice(&declared.to_be_bytes());
+            p[36..40].copy_from_slice(b"acsp");
+            p
+        };
+        assert_eq!(usable_icc(profile(200, 200)).map(|p| p.len()), Some(200));
+        assert_eq!(usable_icc(profile(200, 201)).map(|p| p.len()), Some(200), "padding is cut");
+        assert_eq!(usable_icc(profile(300, 200)), None, "declares more than it has");
+        assert_eq!(usable_icc(profile(64, 200)), None, "shorter than a header");
+        let big = MAX_ICC_BYTES + 2;
+        assert_eq!(usable_icc(profile(big as u32, big)), None, "over the cap");
+        let mut unsigned = profile(200, 200);
+        unsigned[36] = b'x';
+        assert_eq!(usable_icc(unsigned), None);
+        assert_eq!(usable_icc(vec![0; 3]), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
 
+mod container;
 pub mod decode;
 pub mod detect;
 mod encode;
@@ -162,7 +163,8 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
         color_space: p.color_space.into(),
         bit_depth: p.bit_depth,
         has_alpha: p.has_alpha,
-        has_icc: p.icc.is_some(),
+        has_icc: p.icc.is_some() || p.icc_dropped,
+        icc_dropped: p.icc_dropped,
         has_exif: p.exif.is_some(),
         has_xmp: p.has_xmp,
         has_gps: exif.has_gps || p.xmp_gps,
