@@ -5,13 +5,13 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
-use super::container::png_has_chunk;
+use super::container::{gif_frame_sizes, png_has_chunk};
 use super::detect::SourceFormat;
 use super::error::from_image_error;
 use super::geometry::{Plan, any_shrink, dct_shrink};
 use super::metadata::{ExifSummary, parse_exif, usable_icc, xmp_has_gps};
 use super::pixels::Pixels;
-use super::{EngineError, Limits, jpeg, webp_native};
+use super::{EngineError, Limits, check_limits, jpeg, webp_native};
 
 /// What a PNG's metadata chunks (ICC, Exif, text and XMP) may take in memory together.
 const PNG_METADATA_BYTES: u64 = 8 << 20;
@@ -148,6 +148,13 @@ fn decode_with_image(
         dec.set_limits(image_limits).map_err(from_image_error)?;
     }
     let (width, height) = dec.dimensions();
+    if format == SourceFormat::Gif {
+        // The canvas is checked by the caller; a frame may declare more, and the decoder
+        // allocates a frame's buffer before reading its data.
+        for (w, h) in gif_frame_sizes(input) {
+            check_limits(w.max(1), h.max(1), limits)?;
+        }
+    }
     let icc = dec.icc_profile().ok().flatten().filter(|p| !p.is_empty());
     let icc_present = icc.is_some() || (format == SourceFormat::Png && png_has_chunk(input, b"iCCP"));
     let icc = icc.and_then(usable_icc);
