@@ -93,15 +93,42 @@ fn iso_time(raw: &str) -> Option<String> {
     Some(format!("{}-{}-{}T{}", &raw[0..4], &raw[5..7], &raw[8..10], &raw[11..19]))
 }
 
-/// Parses a TIFF-structured Exif block. A damaged block yields an empty summary: metadata
-/// problems never fail a job.
+/// The Orientation tag (1–8) read straight from IFD0 of a TIFF structure, for blocks the Exif
+/// parser rejects whole (a broken maker note, an IFD offset past the end): a damaged block
+/// elsewhere must not leave the picture on its side.
+fn ifd0_orientation(raw: &[u8]) -> Option<u8> {
+    const ORIENTATION: u16 = 0x0112;
+    const SHORT: u16 = 3;
+    let le = match raw.get(..4)? {
+        b"II*\0" => true,
+        b"MM\0*" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| {
+        let b = raw.get(at..at.checked_add(2)?)?;
+        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
+    };
+    let ifd = raw.get(4..8).map(|b| [b[0], b[1], b[2], b[3]])?;
+    let ifd = usize::try_from(if le { u32::from_le_bytes(ifd) } else { u32::from_be_bytes(ifd) }).ok()?;
+    let entries = usize::from(u16_at(ifd)?);
+    let entry = (0..entries).map(|i| ifd + 2 + 12 * i).find(|&e| u16_at(e) == Some(ORIENTATION))?;
+    let value = (u16_at(entry + 2)? == SHORT).then(|| u16_at(entry + 8)).flatten()?;
+    u8::try_from(value).ok().filter(|v| (1..=8).contains(v))
+}
+
+/// Parses a TIFF-structured Exif block. What a damaged block still holds is kept (at least its
+/// IFD0 orientation); the rest is left out: metadata problems never fail a job.
 pub fn parse_exif(raw: &[u8]) -> ExifSummary {
-    let Ok(exif) = Reader::new().read_raw(raw.to_vec()) else { return ExifSummary::default() };
+    let parsed = Reader::new().continue_on_error(true).read_raw(raw.to_vec());
+    let Ok(exif) = parsed.or_else(|e| e.distill_partial_result(|_| {})) else {
+        return ExifSummary { orientation: ifd0_orientation(raw), ..ExifSummary::default() };
+    };
     let orientation = exif
         .get_field(Tag::Orientation, In::PRIMARY)
         .and_then(|f| f.value.get_uint(0))
         .and_then(|v| u8::try_from(v).ok())
-        .filter(|v| (1..=8).contains(v));
+        .filter(|v| (1..=8).contains(v))
+        .or_else(|| ifd0_orientation(raw));
     let time = ascii(&exif, Tag::DateTimeOriginal).or_else(|| ascii(&exif, Tag::DateTime));
     let capture_time = time.as_deref().and_then(iso_time).map(|t| match ascii(&exif, Tag::OffsetTimeOriginal) {
         Some(off) if off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) => t + &off,
@@ -177,6 +204,8 @@ mod tests {
     #[test]
     fn damaged_exif_is_ignored() {
         assert_eq!(parse_exif(b"II*\0garbage"), ExifSummary::default());
+        assert_eq!(ifd0_orientation(b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0"), Some(8));
+        assert_eq!(ifd0_orientation(b"MM\0*\xff\xff\xff\xff"), None);
         assert!(xmp_has_gps(b"<exif:GPSLatitude>1,2N</exif:GPSLatitude>"));
     }
 }
