@@ -6,7 +6,7 @@
 //! SendTaskFailure. Workers fail with one of two error names, so the retriers can tell
 //! them apart: [`PERMANENT_ERROR`] (never retried) and [`RETRYABLE_ERROR`] (retried
 //! with backoff and full jitter, as is a lost worker's heartbeat timeout). The cause is
-//! the [`JobError`](pipeline_core::JobError) as JSON.
+//! the [`JobError`](crate::error::JobError) as JSON.
 
 use std::time::Duration;
 

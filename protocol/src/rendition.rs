@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 pub const MAX_RENDITIONS: usize = 16;
 /// The largest width or height a rendition may ask for.
 pub const MAX_DIMENSION: u32 = 16_384;
+/// The most pixels one output may have (40 MP). The engine refuses larger outputs before
+/// allocating them; intake refuses boxes that enlarge past it.
+pub const MAX_OUTPUT_PIXELS: u64 = 40_000_000;
+/// The most output pixels one job may produce across its renditions (100 MP).
+pub const MAX_JOB_OUTPUT_PIXELS: u64 = 100_000_000;
+/// The most pixels an AVIF output may have (4096 × 4096): the encoder is slow, and a larger
+/// AVIF would outlast a job's deadline.
+pub const MAX_AVIF_OUTPUT_PIXELS: u64 = 4096 * 4096;
 /// Outputs go under this prefix of the destination bucket.
 pub const OUTPUT_PREFIX: &str = "resized/";
 
@@ -133,7 +141,25 @@ impl Rendition {
         if !(1..=100).contains(&self.quality) {
             return Err(format!("rendition {:?}: quality must be between 1 and 100", self.name));
         }
+        if let Some(worst) = self.enlarged_box_pixels() {
+            let cap = if self.format == Format::Avif { MAX_AVIF_OUTPUT_PIXELS } else { MAX_OUTPUT_PIXELS };
+            if worst > cap {
+                return Err(format!(
+                    "rendition {:?}: an enlarged output could reach {worst} pixels (a missing side counts as \
+                     {MAX_DIMENSION}); the limit is {cap}",
+                    self.name
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The largest output an enlarging rendition can produce: its box, a missing side counted
+    /// as [`MAX_DIMENSION`] (a narrow source stretches it that far). `None` without `enlarge`,
+    /// where outputs never exceed the source and the engine's own checks bound them.
+    pub fn enlarged_box_pixels(&self) -> Option<u64> {
+        let side = |d: Option<u32>| u64::from(d.unwrap_or(MAX_DIMENSION));
+        self.enlarge.then(|| side(self.width) * side(self.height))
     }
 }
 
@@ -215,6 +241,31 @@ mod tests {
         assert!(validate_list(&[]).is_err());
         assert!(validate_list(&[ok.clone(), ok.clone()]).is_err());
         assert!(validate_list(&[ok]).is_ok());
+    }
+
+    #[test]
+    fn enlarging_boxes_are_bounded() {
+        let wide = |w: u32| Rendition {
+            name: "x".into(),
+            width: Some(w),
+            height: None,
+            enlarge: true,
+            ..Rendition::thumbnail()
+        };
+        // 16384 wide from a 1×30000 source would be 16384 × 491 520 000 pixels.
+        assert!(wide(MAX_DIMENSION).validate().is_err());
+        assert!(wide(2441).validate().is_ok(), "2441 × 16384 is just under 40 MP");
+        assert!(wide(2442).validate().is_err());
+        let boxed = Rendition { height: Some(MAX_DIMENSION), enlarge: false, ..wide(MAX_DIMENSION) };
+        assert!(boxed.validate().is_ok(), "without enlarge the output never exceeds the source");
+        assert!(Rendition { enlarge: true, ..boxed.clone() }.validate().is_err());
+        let avif = Rendition { width: Some(4096), height: Some(4096), format: Format::Avif, ..wide(1) };
+        assert!(avif.validate().is_ok());
+        assert!(Rendition { width: Some(4097), ..avif }.validate().is_err());
+        let many: Vec<Rendition> =
+            (0..=MAX_RENDITIONS).map(|i| Rendition { name: format!("r{i}"), ..boxed.clone() }).collect();
+        assert!(validate_list(&many[..MAX_RENDITIONS]).is_ok());
+        assert!(validate_list(&many).is_err());
     }
 
     #[test]

@@ -100,7 +100,12 @@ impl ProcessArgs {
     }
 
     fn limits(&self) -> Limits {
-        Limits { max_input_bytes: self.max_input_bytes, max_pixels: self.max_pixels, max_dimension: self.max_dimension }
+        Limits {
+            max_input_bytes: self.max_input_bytes,
+            max_pixels: self.max_pixels,
+            max_dimension: self.max_dimension,
+            ..Limits::default()
+        }
     }
 }
 

@@ -5,12 +5,16 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
+use super::container::{gif_frame_sizes, png_has_chunk};
 use super::detect::SourceFormat;
 use super::error::from_image_error;
 use super::geometry::{Plan, any_shrink, dct_shrink};
-use super::metadata::{ExifSummary, parse_exif, xmp_has_gps};
+use super::metadata::{ExifSummary, parse_exif, usable_icc, xmp_has_gps};
 use super::pixels::Pixels;
-use super::{EngineError, Limits, jpeg, webp_native};
+use super::{EngineError, Limits, check_limits, jpeg, webp_native};
+
+/// What a PNG's metadata chunks (ICC, Exif, text and XMP) may take in memory together.
+const PNG_METADATA_BYTES: u64 = 8 << 20;
 
 /// What the header says, known before any pixel is decoded.
 #[derive(Clone, Debug)]
@@ -23,8 +27,10 @@ pub struct Probe {
     pub height: u32,
     /// EXIF orientation, 1–8.
     pub orientation: u8,
-    /// Embedded ICC profile.
+    /// Embedded ICC profile, if plausible and small enough to carry into outputs.
     pub icc: Option<Vec<u8>>,
+    /// The source has an ICC profile that is not carried: too large or malformed.
+    pub icc_dropped: bool,
     /// Facts from the Exif block, if any.
     pub exif: Option<ExifSummary>,
     /// An XMP packet is present.
@@ -83,12 +89,15 @@ fn decode_jpeg(
         turbojpeg::Colorspace::YCCK => "ycck",
         _ => "rgb",
     };
+    let icc_present = markers.icc.is_some() || markers.icc_oversized;
+    let icc = markers.icc.and_then(usable_icc);
     let probe = Probe {
         format: SourceFormat::Jpeg,
         width,
         height,
         orientation: exif.as_ref().and_then(|e| e.orientation).unwrap_or(1),
-        icc: markers.icc,
+        icc_dropped: icc_present && icc.is_none(),
+        icc,
         exif,
         has_xmp: markers.xmp.is_some(),
         xmp_gps: markers.xmp.is_some_and(xmp_has_gps),
@@ -124,10 +133,31 @@ fn decode_with_image(
     // Dimensions are checked by the caller from the header; this bounds everything else the
     // decoder allocates (16-bit RGBA at the pixel limit, plus room for metadata and palettes).
     image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
-    reader.limits(image_limits);
+    if format == SourceFormat::Png {
+        // The PNG decoder reads (and inflates) every metadata chunk with the header, within the
+        // allocation limit it is created with and keeps. Created with a small one, an `iCCP`
+        // that inflates past it is dropped unread; the pixels get the full limit below.
+        let mut header_limits = image_limits.clone();
+        header_limits.max_alloc = Some(PNG_METADATA_BYTES);
+        reader.limits(header_limits);
+    } else {
+        reader.limits(image_limits.clone());
+    }
     let mut dec = reader.into_decoder().map_err(from_image_error)?;
+    if format == SourceFormat::Png {
+        dec.set_limits(image_limits).map_err(from_image_error)?;
+    }
     let (width, height) = dec.dimensions();
+    if format == SourceFormat::Gif {
+        // The canvas is checked by the caller; a frame may declare more, and the decoder
+        // allocates a frame's buffer before reading its data.
+        for (w, h) in gif_frame_sizes(input) {
+            check_limits(w.max(1), h.max(1), limits)?;
+        }
+    }
     let icc = dec.icc_profile().ok().flatten().filter(|p| !p.is_empty());
+    let icc_present = icc.is_some() || (format == SourceFormat::Png && png_has_chunk(input, b"iCCP"));
+    let icc = icc.and_then(usable_icc);
     let xmp = dec.xmp_metadata().ok().flatten();
     let exif = match format {
         SourceFormat::Tiff => Some(parse_exif(input)),
@@ -145,6 +175,7 @@ fn decode_with_image(
         width,
         height,
         orientation,
+        icc_dropped: icc_present && icc.is_none(),
         icc,
         exif: exif.filter(|e| format != SourceFormat::Tiff || *e != ExifSummary::default()),
         has_xmp: xmp.is_some(),

@@ -25,6 +25,10 @@ pub enum EngineError {
         /// The configured limit.
         limit: u64,
     },
+    /// A pixel buffer could not be allocated: a size the limits should have refused, or a
+    /// machine out of memory. An error rather than the process abort of an infallible allocation.
+    #[error("cannot allocate {0} bytes for pixels")]
+    Allocation(u64),
     /// A rendition asks for something the engine cannot produce.
     #[error("invalid rendition: {0}")]
     InvalidRendition(String),
@@ -40,7 +44,7 @@ impl EngineError {
             EngineError::NotAnImage(_) => "NotAnImage",
             EngineError::Unsupported(_) => "UnsupportedFormat",
             EngineError::Corrupt(_) => "CorruptImage",
-            EngineError::TooLarge { .. } => "TooLarge",
+            EngineError::TooLarge { .. } | EngineError::Allocation(_) => "TooLarge",
             EngineError::InvalidRendition(_) => "InvalidRendition",
             EngineError::Encode(_) => "EncodeFailed",
         }

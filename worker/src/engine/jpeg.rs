@@ -4,6 +4,7 @@
 use turbojpeg::{Colorspace, Compressor, DecompressHeader, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
 use super::EngineError;
+use super::metadata::MAX_ICC_BYTES;
 use super::pixels::Pixels;
 
 /// The application segments the engine cares about, found before the first scan.
@@ -11,6 +12,8 @@ use super::pixels::Pixels;
 pub struct Markers<'a> {
     /// The reassembled ICC profile, if all its APP2 chunks are present.
     pub icc: Option<Vec<u8>>,
+    /// An ICC profile over [`MAX_ICC_BYTES`] was left unassembled.
+    pub icc_oversized: bool,
     /// The Exif payload (a TIFF structure), without the `Exif\0\0` prefix.
     pub exif: Option<&'a [u8]>,
     /// The XMP packet.
@@ -65,7 +68,9 @@ pub fn scan_markers(bytes: &[u8]) -> Markers<'_> {
             .iter()
             .enumerate()
             .all(|(i, c)| usize::from(c.0) == i + 1 && usize::from(c.1) == icc_chunks.len());
-    if complete {
+    let icc_len: usize = icc_chunks.iter().map(|c| c.2.len()).sum();
+    m.icc_oversized = complete && icc_len > MAX_ICC_BYTES;
+    if complete && !m.icc_oversized {
         m.icc = Some(icc_chunks.iter().flat_map(|c| c.2.iter().copied()).collect());
     }
     m
@@ -176,7 +181,7 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
         if header.is_progressive && factor == ScalingFactor::ONE_EIGHTH { without_ac_scans(bytes) } else { None };
     let bytes = dc_only.as_deref().unwrap_or(bytes);
     let pitch = scaled.width * usize::from(channels);
-    let mut data = vec![0u8; pitch * scaled.height];
+    let mut data = super::pixels::zeroed(scaled.width, scaled.height, usize::from(channels))?;
     let out = Image { pixels: data.as_mut_slice(), width: scaled.width, pitch, height: scaled.height, format };
     if let Err(e) = d.decompress(bytes, out) {
         let msg = e.to_string();
@@ -254,6 +259,11 @@ mod tests {
         let jpeg = encode(&px, 80, Some(&icc)).expect("test input is valid");
         let m = scan_markers(&jpeg);
         assert_eq!(m.icc.as_deref(), Some(icc.as_slice()));
+        let huge = vec![7u8; MAX_ICC_BYTES + 1];
+        let plain = encode(&px, 80, None).expect("test input is valid");
+        let with_huge = embed_icc(&plain, &huge);
+        let m = scan_markers(&with_huge);
+        assert!(m.icc.is_none() && m.icc_oversized, "left unassembled");
         assert!(m.exif.is_none() && m.xmp.is_none());
         let h = read_header(&jpeg).expect("test input is valid");
         assert_eq!((h.width, h.height), (16, 16));

@@ -9,6 +9,7 @@
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
 
+mod container;
 pub mod decode;
 pub mod detect;
 mod encode;
@@ -23,12 +24,14 @@ mod webp_native;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use protocol::Rendition;
+use protocol::rendition::{Format, MAX_AVIF_OUTPUT_PIXELS, MAX_JOB_OUTPUT_PIXELS, MAX_OUTPUT_PIXELS, MAX_RENDITIONS};
 
 pub use detect::SourceFormat;
 pub use error::EngineError;
 pub use metadata::SourceMetadata;
 
-/// Caps on what a single input may declare, checked from its header before decoding.
+/// Caps on what a single input may declare, checked from its header before decoding, and on
+/// what its renditions may produce, checked from their plans before any pixel is allocated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest accepted input, in bytes.
@@ -37,12 +40,29 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Largest accepted width or height.
     pub max_dimension: u32,
+    /// Most renditions one job may ask for.
+    pub max_renditions: usize,
+    /// Largest width × height of one output.
+    pub max_output_pixels: u64,
+    /// Largest sum of width × height over one job's outputs.
+    pub max_job_output_pixels: u64,
+    /// Largest width × height of one AVIF output (the encoder is slow).
+    pub max_avif_pixels: u64,
 }
 
 impl Default for Limits {
-    /// 100 MiB, 100 megapixels, 30 000 px a side.
+    /// Inputs: 100 MiB, 100 megapixels, 30 000 px a side. Outputs: the intake caps of
+    /// [`protocol::rendition`] (16 renditions, 40 MP each, 100 MP a job, AVIF 4096²).
     fn default() -> Self {
-        Self { max_input_bytes: 100 << 20, max_pixels: 100_000_000, max_dimension: 30_000 }
+        Self {
+            max_input_bytes: 100 << 20,
+            max_pixels: 100_000_000,
+            max_dimension: 30_000,
+            max_renditions: MAX_RENDITIONS,
+            max_output_pixels: MAX_OUTPUT_PIXELS,
+            max_job_output_pixels: MAX_JOB_OUTPUT_PIXELS,
+            max_avif_pixels: MAX_AVIF_OUTPUT_PIXELS,
+        }
     }
 }
 
@@ -89,6 +109,33 @@ fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), EngineEr
     Ok(())
 }
 
+/// Checks the planned outputs against the output limits, before any of them is allocated.
+fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Limits) -> Result<(), EngineError> {
+    let mut total = 0u64;
+    for (r, p) in renditions.iter().zip(plans) {
+        let pixels = u64::from(p.out_w) * u64::from(p.out_h);
+        let (cap, kind) = if r.format == Format::Avif {
+            (limits.max_avif_pixels, "an AVIF output")
+        } else {
+            (limits.max_output_pixels, "an output")
+        };
+        if pixels > cap {
+            return Err(EngineError::InvalidRendition(format!(
+                "rendition {:?} would be {}×{} = {pixels} pixels from this image; {kind} may have at most {cap}",
+                r.name, p.out_w, p.out_h
+            )));
+        }
+        total += pixels;
+    }
+    if total > limits.max_job_output_pixels {
+        return Err(EngineError::InvalidRendition(format!(
+            "the renditions would total {total} pixels from this image; a job may produce at most {}",
+            limits.max_job_output_pixels
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `f`, turning a panic inside a decoder into a [`EngineError::Corrupt`].
 fn isolated<T>(what: &str, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
@@ -114,7 +161,8 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
         color_space: p.color_space.into(),
         bit_depth: p.bit_depth,
         has_alpha: p.has_alpha,
-        has_icc: p.icc.is_some(),
+        has_icc: p.icc.is_some() || p.icc_dropped,
+        icc_dropped: p.icc_dropped,
         has_exif: p.exif.is_some(),
         has_xmp: p.has_xmp,
         has_gps: exif.has_gps || p.xmp_gps,
@@ -128,7 +176,7 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
 /// Decodes `input` once and produces every rendition from it.
 ///
 /// Never panics: decoding runs under `catch_unwind`, and the limits are checked from the header
-/// before any pixel buffer is allocated.
+/// and the renditions' plans before any pixel buffer is allocated.
 ///
 /// # Errors
 /// An [`EngineError`], all of them permanent: not an image, unsupported, corrupt, over the
@@ -140,11 +188,23 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
     if renditions.is_empty() {
         return Err(EngineError::InvalidRendition("no rendition requested".into()));
     }
+    if renditions.len() > limits.max_renditions {
+        return Err(EngineError::InvalidRendition(format!(
+            "{} renditions requested; a job may ask for at most {}",
+            renditions.len(),
+            limits.max_renditions
+        )));
+    }
     let format = detect::detect(input)?;
     let decoded = isolated("decoding", || {
         decode::decode(input, format, limits, |probe| {
             check_limits(probe.width, probe.height, limits)?;
-            renditions.iter().map(|r| geometry::plan(r, probe.width, probe.height, probe.orientation)).collect()
+            let plans = renditions
+                .iter()
+                .map(|r| geometry::plan(r, probe.width, probe.height, probe.orientation))
+                .collect::<Result<Vec<_>, _>>()?;
+            check_outputs(renditions, &plans, limits)?;
+            Ok(plans)
         })
     })?;
     let probe = &decoded.probe;
@@ -153,7 +213,7 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
     for (r, plan) in renditions.iter().zip(&decoded.plans) {
         let out = isolated("rendering", || {
             let px = resize::resize(&mut resizer, &decoded.pixels, plan, probe.width, probe.height)?;
-            let px = px.orient(probe.orientation);
+            let px = px.orient(probe.orientation)?;
             let (width, height) = (px.width, px.height);
             let bytes = encode::encode(px, r, probe.icc.as_deref())?;
             Ok(Encoded { rendition: r.name.clone(), bytes, content_type: r.format.content_type(), width, height })

@@ -1,6 +1,23 @@
 //! An 8-bit interleaved pixel buffer and the cheap whole-buffer steps applied to it:
 //! EXIF orientation, alpha flattening, CMYK conversion, channel expansion.
 
+use super::EngineError;
+
+/// A zeroed buffer for `width`×`height` pixels of `channels` bytes, allocated fallibly so a
+/// size that slipped past the limits becomes an error instead of aborting the process.
+///
+/// # Errors
+/// [`EngineError::Allocation`] when the size overflows or the allocator refuses it.
+pub fn zeroed(width: usize, height: usize, channels: usize) -> Result<Vec<u8>, EngineError> {
+    let len = width.checked_mul(height).and_then(|n| n.checked_mul(channels));
+    let bytes = (width as u64).saturating_mul(height as u64).saturating_mul(channels as u64);
+    let len = len.ok_or(EngineError::Allocation(bytes))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len).map_err(|_| EngineError::Allocation(bytes))?;
+    data.resize(len, 0);
+    Ok(data)
+}
+
 /// Interleaved 8-bit pixels: 1 = gray, 2 = gray+alpha, 3 = RGB, 4 = RGBA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pixels {
@@ -21,14 +38,17 @@ impl Pixels {
     }
 
     /// Applies an EXIF orientation (1–8) so the pixels come out upright.
-    pub fn orient(self, orientation: u8) -> Pixels {
+    ///
+    /// # Errors
+    /// [`EngineError::Allocation`] if the rotated copy cannot be allocated.
+    pub fn orient(self, orientation: u8) -> Result<Pixels, EngineError> {
         if !(2..=8).contains(&orientation) {
-            return self;
+            return Ok(self);
         }
         let (w, h, c) = (self.width as usize, self.height as usize, usize::from(self.channels));
         let swap = (5..=8).contains(&orientation);
         let (ow, oh) = if swap { (h, w) } else { (w, h) };
-        let mut out = vec![0u8; self.data.len()];
+        let mut out = zeroed(w, h, c)?;
         for y in 0..oh {
             for x in 0..ow {
                 let (sx, sy) = match orientation {
@@ -44,7 +64,7 @@ impl Pixels {
                 out[di..di + c].copy_from_slice(&self.data[si..si + c]);
             }
         }
-        Pixels { data: out, width: ow as u32, height: oh as u32, channels: self.channels }
+        Ok(Pixels { data: out, width: ow as u32, height: oh as u32, channels: self.channels })
     }
 
     /// Composites alpha over white, dropping the alpha channel (for JPEG).
@@ -113,7 +133,7 @@ mod tests {
             (8, &[3, 6, 2, 5, 1, 4], 2),
         ];
         for (o, want, w) in cases {
-            let got = sample().orient(o);
+            let got = sample().orient(o).expect("small buffer");
             assert_eq!((got.data.as_slice(), got.width), (want, w), "orientation {o}");
         }
     }
@@ -126,5 +146,13 @@ mod tests {
         assert_eq!(cmyk.clone().cmyk_to_rgb(false).data, vec![255, 0, 0]);
         let inv = Pixels { data: vec![255, 0, 0, 255], ..cmyk };
         assert_eq!(inv.cmyk_to_rgb(true).data, vec![255, 0, 0]);
+    }
+
+    #[test]
+    fn absurd_buffers_are_errors_not_aborts() {
+        assert_eq!(zeroed(2, 3, 4).map(|v| v.len()), Ok(24));
+        assert!(matches!(zeroed(usize::MAX, 2, 1), Err(EngineError::Allocation(_))));
+        // About 8 TB: more than any machine this runs on will hand out.
+        assert!(matches!(zeroed(16_384, 491_520_000, 1), Err(EngineError::Allocation(_))));
     }
 }

@@ -22,6 +22,7 @@ fn pixel_type(channels: u8) -> Result<PixelType, EngineError> {
 /// `plan`'s output size, taking only the plan's crop.
 ///
 /// # Errors
+/// [`EngineError::Allocation`] if the output buffer cannot be allocated, and
 /// [`EngineError::Encode`] if the resampler rejects the buffers (it should not).
 pub fn resize(
     resizer: &mut Resizer,
@@ -41,7 +42,8 @@ pub fn resize(
     let pt = pixel_type(src.channels)?;
     let fail = |e: &dyn std::fmt::Display| EngineError::Encode(format!("resize: {e}"));
     let src_view = ImageRef::new(src.width, src.height, &src.data, pt).map_err(|e| fail(&e))?;
-    let mut dst = Image::new(plan.out_w, plan.out_h, pt);
+    let data = super::pixels::zeroed(plan.out_w as usize, plan.out_h as usize, usize::from(src.channels))?;
+    let mut dst = Image::from_vec_u8(plan.out_w, plan.out_h, data, pt).map_err(|e| fail(&e))?;
     let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3)).crop(cx, cy, cw, ch);
     resizer.resize(&src_view, &mut dst, &opts).map_err(|e| fail(&e))?;
     Ok(Pixels { data: dst.into_vec(), width: plan.out_w, height: plan.out_h, channels: src.channels })

@@ -41,7 +41,7 @@ pub fn decode(input: &[u8], shrink: u32) -> Result<Option<Pixels>, EngineError> 
     let (Ok(stride_c), Ok(sw_c), Ok(sh_c)) = (i32::try_from(stride), i32::try_from(sw), i32::try_from(sh)) else {
         return Err(EngineError::Corrupt("WebP: dimensions overflow".into()));
     };
-    let mut data = vec![0u8; stride * sh as usize];
+    let mut data = super::pixels::zeroed(sw as usize, sh as usize, usize::from(channels))?;
     if shrink > 1 {
         config.options.use_scaling = 1;
         config.options.scaled_width = sw_c;
