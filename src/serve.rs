@@ -6,18 +6,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pipeline_core::queue::Queue;
-use pipeline_core::report::Reporter;
 use producer::api::{self, ApiState};
 use producer::intake::Intake;
 use producer::watcher::FolderWatcher;
 use protocol::workflow::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use worker::{Runner, RunnerConfig, WorkerDeps};
 
-use crate::backends::Backends;
-use crate::embedded::Embedded;
 use crate::s3_intake::S3EventIntake;
+use wiring::{Deployment, WorkerSettings};
 
 /// What `serve` runs.
 #[derive(Clone, Debug)]
@@ -34,14 +31,8 @@ pub struct ServeOptions {
     pub destination_bucket: String,
     /// Workflow pacing.
     pub engine: Policy,
-    /// Worker pacing; `concurrency` 0 runs no workers in this process.
-    pub runner: RunnerConfig,
-    /// What the workers need besides the blob store.
-    pub limits: worker::engine::Limits,
-    /// `Cache-Control` on outputs.
-    pub cache_control: Option<String>,
-    /// Injected faults.
-    pub faults: worker::faults::Faults,
+    /// The workers in this process; `runner.concurrency` 0 runs none.
+    pub worker: WorkerSettings,
 }
 
 /// A bound server, ready to run.
@@ -49,7 +40,7 @@ pub struct Server {
     /// The address actually bound (useful with port 0).
     pub addr: SocketAddr,
     listener: TcpListener,
-    stack: Embedded,
+    stack: Deployment,
     options: ServeOptions,
 }
 
@@ -58,7 +49,7 @@ impl Server {
     ///
     /// # Errors
     /// A bucket cannot be created or the address cannot be bound.
-    pub async fn bind(stack: Embedded, options: ServeOptions) -> anyhow::Result<Self> {
+    pub async fn bind(stack: Deployment, options: ServeOptions) -> anyhow::Result<Self> {
         if let Some(local) = stack.local_blobs() {
             for bucket in &options.allowed_buckets {
                 local.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
@@ -99,9 +90,9 @@ impl Server {
             let token = shutdown.clone();
             parts.spawn(async move { engine.run(token).await });
         }
-        if options.runner.concurrency > 0 {
-            let reporter = crate::backends::reporter(&stack.args, &stack.backends)?;
-            parts.spawn(runner(&stack.backends, reporter, &options).run(shutdown.clone()));
+        if options.worker.runner.concurrency > 0 {
+            let reporter = wiring::reporter(&stack.args, &stack.backends)?;
+            parts.spawn(wiring::runner(&stack.backends, reporter, &options.worker).run(shutdown.clone()));
         }
         let app = api::router(ApiState::new(intake, stack.backends.all_queues()).with_shutdown(shutdown.clone()));
         let token = shutdown.clone();
@@ -109,22 +100,6 @@ impl Server {
         shutdown.cancel();
         while parts.join_next().await.is_some() {}
         served.context("HTTP server failed")
-    }
-}
-
-/// The worker loop on these backends, reporting through `reporter`.
-pub fn runner(backends: &Backends, reporter: Arc<dyn Reporter>, options: &ServeOptions) -> Runner {
-    Runner {
-        jobs: Arc::clone(&backends.jobs),
-        dead_letters: Arc::clone(&backends.dead_letters),
-        reporter,
-        deps: Arc::new(WorkerDeps {
-            blobs: Arc::clone(&backends.blobs),
-            limits: options.limits,
-            cache_control: options.cache_control.clone(),
-            faults: options.faults.clone(),
-        }),
-        config: options.runner,
     }
 }
 

@@ -51,7 +51,7 @@ async fn submit_then_jobs_and_purge_need_confirmation() {
     std::fs::write(&photo, common::MYPHOTO).expect("photo");
     let data = dir.path().join("data");
     // `submit` needs a data dir that `serve` made; make one the same way.
-    imgpipe::embedded::Embedded::open(&data, protocol::workflow::Policy::default(), 5).await.expect("data dir");
+    wiring::Deployment::open(&data, protocol::workflow::Policy::default(), 5).await.expect("data dir");
     let (ok, out, err) = run_cli(&data, &["submit", photo.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
     let id = out.split_whitespace().last().expect("job id").to_owned();

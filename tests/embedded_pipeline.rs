@@ -139,7 +139,7 @@ async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_faults_are_retried_with_growing_delays_then_succeed() {
     let mut options = test_options();
-    options.faults = worker::faults::Faults::parse("fail-attempts=2").expect("faults");
+    options.worker.faults = worker::faults::Faults::parse("fail-attempts=2").expect("faults");
     let s = TestServer::start(options).await;
     s.drop_file("original", "myphoto.jpg", MYPHOTO);
     let (status, body) = s.post_process("?wait=30", &seed_request("myphoto.jpg")).await;
@@ -238,7 +238,7 @@ async fn custom_renditions_come_out_in_one_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_not_held_up_by_a_waiting_request() {
     let mut options = test_options();
-    options.runner.concurrency = 0; // nobody will finish the job
+    options.worker.runner.concurrency = 0; // nobody will finish the job
     let s = TestServer::start(options).await;
     s.drop_file("original", "myphoto.jpg", MYPHOTO);
     let (http, url) = (s.http.clone(), s.url("/process?wait=120"));

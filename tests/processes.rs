@@ -14,7 +14,7 @@ const SECS_60: Duration = Duration::from_secs(60);
 /// A server with no workers of its own: only the processes started by the test work.
 async fn server_without_workers() -> TestServer {
     let mut options = test_options();
-    options.runner.concurrency = 0;
+    options.worker.runner.concurrency = 0;
     options.watch_bucket = None;
     TestServer::start(options).await
 }

@@ -13,22 +13,22 @@ use pipeline_aws::sfn::SfnOrchestrator;
 use producer::api::{ApiState, router};
 use producer::intake::Intake;
 
-use crate::Clients;
-use crate::config::ProducerConfig;
+use pipeline_aws::AwsBackends;
+use wiring::functions::ProducerFunction;
 
 /// The intake both producers share: the allow-list, S3 for existence checks, and one
 /// execution of the state machine per job.
-pub fn intake(config: &ProducerConfig, clients: &Clients) -> Intake {
+pub fn intake(settings: &ProducerFunction, aws: &AwsBackends) -> Intake {
     Intake {
-        orchestrator: Arc::new(SfnOrchestrator::new(clients.sfn.clone(), &config.state_machine_arn)),
-        blobs: clients.aws.blob_store(),
-        allowed_buckets: config.allowed_buckets.clone(),
+        orchestrator: Arc::new(SfnOrchestrator::new(aws.sfn().clone(), &settings.state_machine_arn)),
+        blobs: aws.blob_store(),
+        allowed_buckets: settings.intake.allowed_buckets(),
     }
 }
 
 /// The API's router. `/metrics` reports no queue depths here: CloudWatch has them.
-pub fn app(config: &ProducerConfig, clients: &Clients) -> Router {
-    router(ApiState::new(intake(config, clients), Vec::new()))
+pub fn app(settings: &ProducerFunction, aws: &AwsBackends) -> Router {
+    router(ApiState::new(intake(settings, aws), Vec::new()))
 }
 
 /// Serves API Gateway events with `app` until the execution environment ends.

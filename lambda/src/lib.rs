@@ -1,41 +1,16 @@
 //! imgpipe on AWS Lambda: thin adapters around the same core the CLI runs.
 //!
 //! Layout:
-//! - [`config`]: each function's `IMGPIPE_*` settings, read once, and the table of who reads what.
 //! - [`api`]: the producer's axum router through `lambda_http`, behind an API Gateway HTTP API.
 //! - [`s3_event`]: S3 ObjectCreated events (S3 invoking the function directly) → one job per object.
 //! - [`worker`]: SQS events from the jobs queue → `execute` per record, partial batch failures.
 //!
-//! The binaries in `src/bin` read the settings, build [`Clients`] once and call a `run` here.
+//! The binaries in `src/bin` read their settings with `wiring::functions` (the CLI's own
+//! settings, from the environment), build the AWS clients once and call a `run` here.
 
 pub mod api;
-pub mod config;
 pub mod s3_event;
 pub mod worker;
-
-use pipeline_aws::{AwsBackends, AwsConfig};
-
-/// The AWS clients a function shares across invocations; build them once, in `main`.
-#[derive(Clone, Debug)]
-pub struct Clients {
-    /// S3 and SQS.
-    pub aws: AwsBackends,
-    /// Step Functions.
-    pub sfn: aws_sdk_sfn::Client,
-}
-
-impl Clients {
-    /// Clients from the standard AWS settings (the function's role, region and endpoint).
-    pub async fn from_env() -> Self {
-        Self::new(AwsConfig::from_env().await)
-    }
-
-    /// Clients from `config` (an emulator's in tests).
-    pub fn new(config: AwsConfig) -> Self {
-        let sfn = pipeline_aws::sfn::client(&config);
-        Self { aws: AwsBackends::new(config), sfn }
-    }
-}
 
 /// Plain-text logs without timestamps (CloudWatch stamps each line), filtered by `RUST_LOG`
 /// (default `info`). For the binaries' `main`.

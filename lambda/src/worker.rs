@@ -16,17 +16,14 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
+use pipeline_aws::AwsBackends;
 use pipeline_aws::sfn::{RoutingReporter, SfnReporter};
-use pipeline_core::queue::QueueError;
 use pipeline_core::report::{QueueReporter, Reporter};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use worker::WorkerDeps;
+use wiring::WorkerSettings;
+use wiring::functions::WorkerFunction;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold};
-use worker::faults::Faults;
-
-use crate::Clients;
-use crate::config::WorkerConfig;
 
 /// What became of one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,27 +102,22 @@ impl SqsWorker {
 /// one, else they cannot be reported and come back until the redrive policy moves them.
 ///
 /// # Errors
-/// A queue that cannot be resolved.
-pub async fn build(config: &WorkerConfig, clients: &Clients) -> Result<SqsWorker, QueueError> {
-    let step_functions: Arc<dyn Reporter> = Arc::new(SfnReporter::new(clients.sfn.clone()));
-    let otherwise: Arc<dyn Reporter> = match &config.reports_queue {
-        Some(name) => Arc::new(QueueReporter::new(clients.aws.queue(name).await?)),
+/// Settings that would let jobs run twice, or a queue that cannot be resolved.
+pub async fn build(settings: &WorkerFunction, aws: &AwsBackends) -> anyhow::Result<SqsWorker> {
+    let step_functions: Arc<dyn Reporter> = Arc::new(SfnReporter::new(aws.sfn().clone()));
+    let otherwise: Arc<dyn Reporter> = match &settings.reports_queue {
+        Some(name) => Arc::new(QueueReporter::new(aws.queue(name).await?)),
         None => step_functions.clone(),
     };
-    let deps = WorkerDeps {
-        blobs: clients.aws.blob_store(),
-        limits: config.limits,
-        cache_control: config.cache_control.clone(),
-        faults: Faults::default(),
-    };
+    let worker = WorkerSettings::read(&settings.worker)?;
     let attempts = Attempts {
-        deps: Arc::new(deps),
+        deps: Arc::new(worker.deps(aws.blob_store())),
         reporter: Arc::new(RoutingReporter::new(step_functions, otherwise)),
-        dead_letters: clients.aws.queue(&config.dead_letter_queue).await?,
-        heartbeat_every: config.heartbeat_interval,
-        max_receive_count: config.max_receive_count,
+        dead_letters: aws.queue(&settings.dead_letter_queue).await?,
+        heartbeat_every: worker.runner.heartbeat_every,
+        max_receive_count: worker.runner.max_receive_count,
     };
-    Ok(SqsWorker { attempts, concurrency: config.concurrency, shutdown: CancellationToken::new() })
+    Ok(SqsWorker { attempts, concurrency: worker.runner.concurrency.max(1), shutdown: CancellationToken::new() })
 }
 
 /// Serves SQS events until the execution environment ends. The runtime's graceful-shutdown

@@ -2,13 +2,9 @@
 //! same adapter `lambda_http::run` wraps the router in, against the emulator with Step
 //! Functions execution on: 202 with a job id whose execution runs, and JSON 4xx errors.
 
-#[path = "../../pipeline-aws/tests/common/mod.rs"]
-mod common;
-#[path = "../../pipeline-aws/tests/sfn_harness/mod.rs"]
-mod sfn_harness;
+use test_support::sfn_harness;
 
-use imgpipe_lambda::config::ProducerConfig;
-use imgpipe_lambda::{Clients, api};
+use imgpipe_lambda::api;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Adapter, Context, LambdaEvent, Service};
 use pipeline_core::orchestration::Orchestrator;
@@ -34,14 +30,9 @@ fn event(rig: &Rig, body: Option<&str>) -> LambdaEvent<LambdaRequest> {
 
 /// Calls the function as the runtime would; the response as API Gateway receives it.
 async fn invoke(rig: &Rig, body: Option<&str>) -> (u16, Value) {
-    let config = ProducerConfig {
-        state_machine_arn: rig.orchestrator.state_machine_arn().to_owned(),
-        allowed_buckets: vec![rig.originals.clone(), rig.resized.clone()],
-        destination_bucket: None,
-    };
-    let clients = Clients { aws: rig.aws.clone(), sfn: rig.sfn.clone() };
+    let settings = rig.producer_settings(rig.orchestrator.state_machine_arn());
     // `Adapter` is what `lambda_http::run` serves: event → http::Request → router → API Gateway response.
-    let mut function = Adapter::from(api::app(&config, &clients));
+    let mut function = Adapter::from(api::app(&settings, &rig.aws));
     std::future::poll_fn(|cx| function.poll_ready(cx)).await.expect("ready");
     let response = function.call(event(rig, body)).await.expect("the router never errs");
     let wire = serde_json::to_value(&response).expect("serializes");

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use imgpipe_lambda::config::{Function, VARS};
 use protocol::asl::{AslOptions, definition};
+use wiring::functions::Function;
 
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 const ASL_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/statemachine.asl.json");
@@ -78,15 +78,12 @@ fn the_committed_state_machine_is_the_generated_one() {
 fn every_variable_set_is_read_and_every_required_one_is_set() {
     for (logical_id, function, _) in FUNCTIONS {
         let set: BTreeSet<&str> = under(&resource(logical_id), "Variables").iter().map(|(k, _)| *k).collect();
+        let reads = function.vars();
         for name in set.iter().filter(|n| n.starts_with("IMGPIPE_")) {
-            let var = VARS.iter().find(|v| v.name == *name);
-            assert!(
-                var.is_some_and(|v| v.read_by.contains(function)),
-                "{logical_id} sets {name}, which it never reads"
-            );
+            assert!(reads.iter().any(|(v, _)| v == name), "{logical_id} sets {name}, which it never reads");
         }
-        for var in VARS.iter().filter(|v| v.required_by.contains(function)) {
-            assert!(set.contains(var.name), "{logical_id} needs {} but the template does not set it", var.name);
+        for (name, _) in reads.iter().filter(|(_, required)| *required) {
+            assert!(set.contains(name.as_str()), "{logical_id} needs {name} but the template does not set it");
         }
     }
     // No IMGPIPE_* variable anywhere else in the template (e.g. on a resource the checks miss).
@@ -123,6 +120,6 @@ fn queue_timings_hold() {
 
     let options = AslOptions::default();
     let interval = protocol::time::parse_duration(value(&worker, "IMGPIPE_HEARTBEAT_INTERVAL")).expect("a duration");
-    assert!(interval * 3 <= options.heartbeat, "several heartbeats fit in HeartbeatSeconds");
-    assert!(options.timeout.as_secs() >= timeout, "one attempt's deadline covers a whole invocation");
+    assert!(interval * 3 <= options.heartbeat(), "several heartbeats fit in HeartbeatSeconds");
+    assert!(options.timeout().as_secs() >= timeout, "one attempt's deadline covers a whole invocation");
 }

@@ -2,15 +2,11 @@
 //! against the emulator: form-encoded keys are decoded, our own outputs and 4xx records are
 //! skipped, and a 5xx from the orchestrator fails the invocation so Lambda retries it.
 
-#[path = "../../pipeline-aws/tests/common/mod.rs"]
-mod common;
-#[path = "../../pipeline-aws/tests/sfn_harness/mod.rs"]
-mod sfn_harness;
+use test_support::sfn_harness;
 
 use aws_lambda_events::event::s3::S3Event;
-use imgpipe_lambda::config::ProducerConfig;
+use imgpipe_lambda::api;
 use imgpipe_lambda::s3_event::S3EventHandler;
-use imgpipe_lambda::{Clients, api};
 use pipeline_core::orchestration::Orchestrator;
 use protocol::job::JobState;
 use sfn_harness::Rig;
@@ -19,13 +15,9 @@ const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 const FIXTURE: &str = include_str!("fixtures/s3_object_created.json");
 
 fn handler(rig: &Rig, state_machine_arn: &str) -> S3EventHandler {
-    let config = ProducerConfig {
-        state_machine_arn: state_machine_arn.to_owned(),
-        allowed_buckets: vec![rig.originals.clone(), rig.resized.clone()],
-        destination_bucket: Some(rig.resized.clone()),
-    };
-    let clients = Clients { aws: rig.aws.clone(), sfn: rig.sfn.clone() };
-    S3EventHandler { intake: api::intake(&config, &clients), destination_bucket: rig.resized.clone() }
+    let settings = rig.producer_settings(state_machine_arn);
+    assert_eq!(settings.intake.destination_bucket, rig.resized);
+    S3EventHandler { intake: api::intake(&settings, &rig.aws), destination_bucket: rig.resized.clone() }
 }
 
 fn event(rig: &Rig) -> S3Event {

@@ -2,10 +2,7 @@
 //! Functions execution on: exactly the records that should come back are reported as
 //! batch item failures, and every other record ends where it belongs.
 
-#[path = "../../pipeline-aws/tests/common/mod.rs"]
-mod common;
-#[path = "../../pipeline-aws/tests/sfn_harness/mod.rs"]
-mod sfn_harness;
+use test_support::sfn_harness;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -59,15 +59,7 @@ fn new_job() -> Job {
 }
 
 fn output(job: &Job) -> Output {
-    Output {
-        rendition: "thumbnail".into(),
-        bucket: "resized".into(),
-        key: format!("resized/{}_thumbnail.jpg", job.job_id),
-        size: 10,
-        content_type: "image/jpeg".into(),
-        width: 512,
-        height: 384,
-    }
+    pipeline_core::conformance::sample_output(job)
 }
 
 fn states(record: &protocol::job::JobRecord) -> Vec<String> {
@@ -254,4 +246,23 @@ async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
     assert_eq!(r.engine.get(&job.job_id).await.expect("get").expect("recorded").state, JobState::ProcessImage);
     assert_eq!(dead_letter::purge(r.dlq.as_ref()).await.expect("purge"), 1);
     assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn the_embedded_engine_passes_the_orchestrator_suite() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
+    let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
+    let (jobs, reports) = (q("jobs"), q("reports"));
+    let queues = Queues { jobs: Arc::clone(&jobs), reports: Arc::clone(&reports), dead_letters: q("dlq") };
+    let engine = EmbeddedEngine::open(&db, queues, fast_retries(3)).expect("engine");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.run(shutdown).await }
+    });
+    let reporter = pipeline_core::report::QueueReporter::new(reports);
+    pipeline_core::conformance::orchestrator_and_reporter(&engine, jobs.as_ref(), &reporter).await;
+    shutdown.cancel();
+    running.await.expect("the engine stopped");
 }

@@ -39,6 +39,18 @@ impl AwsBackends {
         &self.clients
     }
 
+    /// The same backends talking to Step Functions through `sfn` (a client with its own
+    /// interceptors or settings).
+    pub fn with_sfn(mut self, sfn: aws_sdk_sfn::Client) -> Self {
+        self.clients.sfn = sfn;
+        self
+    }
+
+    /// The Step Functions client.
+    pub fn sfn(&self) -> &aws_sdk_sfn::Client {
+        &self.clients.sfn
+    }
+
     /// The S3 store.
     pub fn s3(&self) -> S3BlobStore {
         S3BlobStore::new(self.clients.s3.clone())

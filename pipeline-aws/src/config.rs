@@ -70,17 +70,24 @@ impl AwsConfig {
         aws_sdk_sqs::Client::new(&self.sdk)
     }
 
-    /// Both clients, built once.
+    /// A Step Functions client.
+    pub fn sfn_client(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk)
+    }
+
+    /// Every client, built once.
     pub fn clients(&self) -> AwsClients {
-        AwsClients { s3: self.s3_client(), sqs: self.sqs_client() }
+        AwsClients { s3: self.s3_client(), sqs: self.sqs_client(), sfn: self.sfn_client() }
     }
 }
 
-/// The S3 and SQS clients a process shares. Clones share the connection pools.
+/// The S3, SQS and Step Functions clients a process shares. Clones share the connection pools.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     /// S3.
     pub s3: aws_sdk_s3::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
 }

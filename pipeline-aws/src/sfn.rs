@@ -20,15 +20,9 @@ use protocol::message::Job;
 use protocol::time::rfc3339;
 use serde_json::Value;
 
-use crate::config::AwsConfig;
 use crate::error::AwsError;
 use protocol::sfn::{Event, Status, fold, job_error};
 pub use reporter::{RoutingReporter, SfnReporter};
-
-/// A Step Functions client from the loaded settings; build it once and share it.
-pub fn client(config: &AwsConfig) -> aws_sdk_sfn::Client {
-    aws_sdk_sfn::Client::new(config.sdk())
-}
 
 /// Runs jobs as executions of one state machine.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! The shared conformance suites, run against S3 and SQS on the emulator.
 
-mod common;
+use test_support::emulator as common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! writes, object headers, message attributes, batch delete, queue resolution, error
 //! mapping, and moving messages between queues.
 
-mod common;
+use test_support::emulator as common;
 
 use std::time::Duration;
 

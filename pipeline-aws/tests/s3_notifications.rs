@@ -1,6 +1,6 @@
 //! S3 → SQS ObjectCreated notifications on the emulator, read back with the parser.
 
-mod common;
+use test_support::emulator as common;
 
 use std::time::Duration;
 

@@ -2,10 +2,10 @@
 //! on: the state machine generated from the workflow, a real `worker::Runner` reporting
 //! with task tokens, S3 and SQS. Success, a permanent failure dead-lettered, a retryable
 //! failure retried, a silent worker replaced after its heartbeat timeout, and stale
-//! tokens whose messages are deleted.
+//! tokens whose messages are deleted; and the orchestrator suite the embedded engine
+//! passes too.
 
-mod common;
-mod sfn_harness;
+use test_support::sfn_harness;
 
 use std::time::Duration;
 
@@ -20,6 +20,13 @@ use sfn_harness::{Rig, states};
 use worker::faults::Faults;
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
+
+#[tokio::test]
+async fn step_functions_passes_the_orchestrator_suite() {
+    let rig = Rig::new("sfn-suite").await;
+    let reporter = pipeline_aws::sfn::SfnReporter::new(rig.sfn.clone());
+    pipeline_core::conformance::orchestrator_and_reporter(&rig.orchestrator, &rig.jobs, &reporter).await;
+}
 
 #[tokio::test]
 async fn a_job_runs_to_success_with_its_outputs() {

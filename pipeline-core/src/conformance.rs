@@ -9,8 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use protocol::job::{JobRecord, JobState};
+use protocol::message::Processed;
+
 use crate::blob::{BlobError, BlobStore, PutOptions};
+use crate::orchestration::Orchestrator;
 use crate::queue::{Queue, QueueError};
+use crate::report::{ReportError, Reporter};
 
 const SEC: Duration = Duration::from_secs(1);
 const NO_WAIT: Duration = Duration::ZERO;
@@ -243,4 +248,111 @@ pub async fn blob_store(store: &dyn BlobStore, bucket: &str) {
     assert!(matches!(store.get(bucket, "dir/a.bin", 1024).await, Err(BlobError::NotFound { .. })));
     store.delete(bucket, "b.png").await.unwrap();
     assert!(store.list(bucket, "").await.unwrap().is_empty());
+}
+
+/// The output a worker might report for `job`, for tests that play the worker.
+pub fn sample_output(job: &protocol::Job) -> protocol::Output {
+    protocol::Output {
+        rendition: "thumbnail".into(),
+        bucket: "resized".into(),
+        key: format!("resized/{}_thumbnail.jpg", job.job_id),
+        size: 10,
+        content_type: "image/jpeg".into(),
+        width: 512,
+        height: 384,
+    }
+}
+
+/// Takes the next attempt of `job_id` off the jobs queue, as a worker would.
+async fn take_attempt(jobs: &dyn Queue, job_id: &str) -> protocol::Job {
+    let deadline = std::time::Instant::now() + 60 * SEC;
+    while std::time::Instant::now() < deadline {
+        for m in jobs.receive(10, SEC, 60 * SEC).await.unwrap() {
+            jobs.delete(&m.receipt).await.unwrap();
+            let job = protocol::Job::from_json(&m.body).unwrap();
+            if job.job_id == job_id {
+                return job;
+            }
+        }
+    }
+    panic!("no attempt of job {job_id} reached the jobs queue within a minute");
+}
+
+/// Polls the orchestrator until the job reaches `state`.
+async fn wait_for_state(orchestrator: &dyn Orchestrator, job_id: &str, state: JobState) -> JobRecord {
+    let deadline = std::time::Instant::now() + 60 * SEC;
+    loop {
+        let record = orchestrator.get(job_id).await.unwrap().expect("a started job has a record");
+        if record.state == state {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {job_id} never reached {state}: {record:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn history(record: &JobRecord) -> Vec<JobState> {
+    record.history.iter().map(|h| h.state).collect()
+}
+
+/// The orchestrator and reporter contract, whoever runs the workflow: a started job's
+/// attempt reaches the jobs queue; a worker's heartbeat and success end it in `Success`
+/// with its outputs and the states it walked; a permanent failure ends in `Fail` with its
+/// reason, through `DeadLetter`; a retryable failure brings attempt 2, which can succeed;
+/// a report of an attempt already resolved changes nothing. `jobs` is the queue the
+/// orchestrator sends attempts to; its retry policy must allow two attempts.
+pub async fn orchestrator_and_reporter(orchestrator: &dyn Orchestrator, jobs: &dyn Queue, reporter: &dyn Reporter) {
+    use protocol::{JobError, Rendition};
+    let new_job = || protocol::Job::new("original", "photos/a.jpg", "resized", vec![Rendition::thumbnail()]);
+    let output = sample_output;
+    let done =
+        |job: &protocol::Job| Processed { outputs: vec![output(job)], metadata: serde_json::json!({"format": "jpeg"}) };
+    assert!(orchestrator.get("no-such-job").await.unwrap().is_none(), "an unknown id has no record");
+
+    // Success, with a heartbeat on the way.
+    let job = new_job();
+    orchestrator.start(job.clone()).await.unwrap();
+    let attempt = take_attempt(jobs, &job.job_id).await;
+    assert_eq!((attempt.attempt, &attempt.source_key, &attempt.renditions), (1, &job.source_key, &job.renditions));
+    reporter.heartbeat(&attempt).await.unwrap();
+    reporter.finish(&attempt, &Ok(done(&attempt))).await.unwrap();
+    let record = wait_for_state(orchestrator, &job.job_id, JobState::Success).await;
+    assert_eq!(record.outputs, vec![output(&job)]);
+    assert_eq!(history(&record), [JobState::ProcessImage, JobState::CheckResult, JobState::Success]);
+    assert!(orchestrator.list(10).await.unwrap().iter().any(|r| r.job_id == job.job_id), "listed");
+    // A second report of the resolved attempt is stale or ignored: nothing moves.
+    let again = reporter.finish(&attempt, &Err(JobError::permanent("NotAnImage", "late"))).await;
+    assert!(again.is_ok() || matches!(again, Err(ReportError::Stale(_))), "{again:?}");
+    tokio::time::sleep(2 * SEC).await;
+    assert_eq!(orchestrator.get(&job.job_id).await.unwrap().unwrap().state, JobState::Success);
+
+    // A permanent failure is dead-lettered at once, with its reason.
+    let job = new_job();
+    orchestrator.start(job.clone()).await.unwrap();
+    let attempt = take_attempt(jobs, &job.job_id).await;
+    reporter.finish(&attempt, &Err(JobError::permanent("NotAnImage", "a text file"))).await.unwrap();
+    let record = wait_for_state(orchestrator, &job.job_id, JobState::Fail).await;
+    let error = record.error.clone().expect("the reason is recorded");
+    assert_eq!(error.class, protocol::ErrorClass::Permanent);
+    // Step Functions hands the worker's error over as the cause; the emulator drops causes
+    // and keeps only the error name, which must then be the permanent one.
+    let cause_dropped = error.code == protocol::sfn::PERMANENT_ERROR && error.message == "no cause given";
+    assert!(error.code == "NotAnImage" || cause_dropped, "{error:?}");
+    let walked = history(&record);
+    assert!(walked.contains(&JobState::DeadLetter) && !walked.contains(&JobState::Retry), "{walked:?}");
+    assert_eq!(record.attempts, 1);
+
+    // A retryable failure is retried as attempt 2, which succeeds.
+    let job = new_job();
+    orchestrator.start(job.clone()).await.unwrap();
+    let first = take_attempt(jobs, &job.job_id).await;
+    reporter.finish(&first, &Err(JobError::retryable("Throttled", "slow down"))).await.unwrap();
+    let second = take_attempt(jobs, &job.job_id).await;
+    assert_eq!(second.attempt, 2, "the retry is the next attempt");
+    reporter.finish(&second, &Ok(done(&second))).await.unwrap();
+    let record = wait_for_state(orchestrator, &job.job_id, JobState::Success).await;
+    assert_eq!(record.attempts, 2);
+    let walked = history(&record);
+    let retried = walked.iter().position(|s| *s == JobState::Retry).expect("a Retry step");
+    assert_eq!(walked[retried + 1], JobState::ProcessImage, "{walked:?}");
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::sfn::{DEAD_LETTER_SOURCE, PERMANENT_ERROR, RETRYABLE_ERROR, SUCCEEDED};
-use crate::workflow::{Jitter, RetryPolicy, STATES, WORKFLOW_NAME};
+use crate::workflow::{Jitter, Policy, STATES, WORKFLOW_NAME};
 
 /// What the generated definition needs to know.
 #[derive(Clone, Debug)]
@@ -22,12 +22,8 @@ pub struct AslOptions {
     pub jobs_queue_url: String,
     /// URL of the dead-letter queue.
     pub dead_letter_queue_url: String,
-    /// Retries of retryable failures.
-    pub retry: RetryPolicy,
-    /// A worker silent for this long is lost (must be below `timeout`).
-    pub heartbeat: Duration,
-    /// The longest one attempt may take, queue wait included.
-    pub timeout: Duration,
+    /// The workflow's retries and timeouts, as the embedded engine reads them.
+    pub policy: Policy,
 }
 
 impl Default for AslOptions {
@@ -35,10 +31,23 @@ impl Default for AslOptions {
         Self {
             jobs_queue_url: "${JobsQueueUrl}".into(),
             dead_letter_queue_url: "${DeadLetterQueueUrl}".into(),
-            retry: RetryPolicy::default(),
-            heartbeat: Duration::from_secs(120),
-            timeout: Duration::from_secs(900),
+            policy: Policy::default(),
         }
+    }
+}
+
+impl AslOptions {
+    /// `HeartbeatSeconds`: a worker silent this long is lost. Step Functions starts this
+    /// clock when the job is queued, so it also bounds the wait for a worker.
+    pub fn heartbeat(&self) -> Duration {
+        self.policy.heartbeat_timeout
+    }
+
+    /// `TimeoutSeconds`: the task timeout means the same as in the embedded engine — the
+    /// longest an attempt may run from its first heartbeat — and that first heartbeat
+    /// comes at most one heartbeat timeout after the task started.
+    pub fn timeout(&self) -> Duration {
+        self.policy.heartbeat_timeout + self.policy.task_timeout
     }
 }
 
@@ -51,11 +60,11 @@ fn whole_secs(d: Duration) -> u64 {
 /// # Errors
 /// A sentence when the options cannot make a sound definition (heartbeat not below the timeout).
 pub fn definition(options: &AslOptions) -> Result<Value, String> {
-    let (heartbeat, timeout) = (whole_secs(options.heartbeat), whole_secs(options.timeout));
+    let (heartbeat, timeout) = (whole_secs(options.heartbeat()), whole_secs(options.timeout()));
     if heartbeat >= timeout {
         return Err(format!("HeartbeatSeconds ({heartbeat}) must be below TimeoutSeconds ({timeout})"));
     }
-    let retry = &options.retry;
+    let retry = &options.policy.retry;
     let mut retryable = json!({
         "ErrorEquals": [RETRYABLE_ERROR, "States.HeartbeatTimeout", "States.Timeout"],
         "IntervalSeconds": whole_secs(retry.interval),
@@ -154,7 +163,7 @@ pub fn successors(definition: &Value, state: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflow::{JobState, allows};
+    use crate::workflow::{JobState, RetryPolicy, allows};
 
     #[test]
     fn the_definition_follows_the_workflow_table() {
@@ -188,7 +197,8 @@ mod tests {
             max_delay: Duration::from_secs(40),
             jitter: Jitter::Full,
         };
-        let def = definition(&AslOptions { retry: policy, ..AslOptions::default() }).expect("valid");
+        let options = AslOptions { policy: Policy { retry: policy, ..Policy::default() }, ..AslOptions::default() };
+        let def = definition(&options).expect("valid");
         let task = &def["States"]["ProcessImage"];
         assert_eq!(task["Resource"], "arn:aws:states:::sqs:sendMessage.waitForTaskToken");
         assert_eq!(task["Parameters"]["MessageBody"]["taskToken.$"], "$$.Task.Token");
@@ -203,7 +213,9 @@ mod tests {
 
     #[test]
     fn a_heartbeat_not_below_the_timeout_is_refused() {
-        let bad = AslOptions { heartbeat: Duration::from_secs(900), ..AslOptions::default() };
+        let policy =
+            Policy { heartbeat_timeout: Duration::from_secs(900), task_timeout: Duration::ZERO, ..Policy::default() };
+        let bad = AslOptions { policy, ..AslOptions::default() };
         assert!(definition(&bad).is_err());
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use orchestrator::dead_letter::{self, DlqItem};
 use protocol::message::Job;
 
-use crate::embedded::Embedded;
+use wiring::Deployment;
 
 /// The dead-letter queue's commands.
 #[derive(clap::Subcommand, Debug)]
@@ -50,7 +50,7 @@ fn reason(item: &DlqItem) -> (String, String, String, u32) {
     }
 }
 
-pub(crate) async fn run(stack: &Embedded, command: DlqCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Result<ExitCode> {
     let dlq = std::sync::Arc::clone(&stack.backends.dead_letters);
     match command {
         DlqCommand::List { json } => {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::embedded::Embedded;
+use wiring::Deployment;
 
 /// Arguments of `imgpipe jobs`.
 #[derive(clap::Args, Debug)]
@@ -17,7 +17,7 @@ pub struct JobsArgs {
     json: bool,
 }
 
-pub(crate) async fn run(stack: &Embedded, args: JobsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(stack: &Deployment, args: JobsArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = args.id {
         let Some(record) = stack.orchestrator.get(&id).await? else {
             eprintln!("imgpipe: no job {id:?}");

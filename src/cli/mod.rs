@@ -11,11 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use worker::RunnerConfig;
+use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, WorkerArgs, WorkflowArgs};
+use wiring::{Backends, Deployment, WorkerSettings};
 
-use crate::backends::BackendArgs;
-use crate::config::{DataArgs, EngineArgs, WorkerArgs};
-use crate::embedded::Embedded;
 use crate::serve::{ServeOptions, Server, cancel_on_signals};
 
 /// Resize, orient and strip uploaded images — on one machine, or on AWS.
@@ -61,15 +59,9 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "IMGPIPE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Buckets jobs may read from or write to.
-    #[arg(long, env = "IMGPIPE_ALLOWED_BUCKETS", value_delimiter = ',', default_value = "original,resized")]
-    allowed_buckets: Vec<String>,
-    /// The bucket watched for new images.
-    #[arg(long, env = "IMGPIPE_SOURCE_BUCKET", default_value = "original")]
-    source_bucket: String,
-    /// Where renditions of watched images go.
-    #[arg(long, env = "IMGPIPE_DESTINATION_BUCKET", default_value = "resized")]
-    destination_bucket: String,
+    /// Buckets, and what the watcher or the S3 events turn into jobs.
+    #[command(flatten)]
+    intake: IntakeArgs,
     /// Do not watch the source bucket's folder (local buckets only).
     #[arg(long, env = "IMGPIPE_NO_WATCH")]
     no_watch: bool,
@@ -77,7 +69,7 @@ struct ServeArgs {
     #[arg(long, env = "IMGPIPE_S3_EVENTS_QUEUE")]
     s3_events_queue: Option<String>,
     #[command(flatten)]
-    engine: EngineArgs,
+    workflow: WorkflowArgs,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -90,14 +82,8 @@ struct AslArgs {
     /// URL of the dead-letter queue, or a `${...}` substitution.
     #[arg(long, default_value = "${DeadLetterQueueUrl}")]
     dead_letter_queue_url: String,
-    /// A worker silent this long is lost (HeartbeatSeconds).
-    #[arg(long, env = "IMGPIPE_HEARTBEAT_TIMEOUT", default_value = "2m", value_parser = crate::config::parse_duration)]
-    heartbeat_timeout: std::time::Duration,
-    /// The longest one attempt may take, queue wait included (TimeoutSeconds).
-    #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "15m", value_parser = crate::config::parse_duration)]
-    task_timeout: std::time::Duration,
     #[command(flatten)]
-    retry: crate::config::RetryArgs,
+    workflow: WorkflowArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -124,15 +110,12 @@ pub fn main() -> ExitCode {
 fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     Ok(ServeOptions {
         listen: args.listen,
-        allowed_buckets: args.allowed_buckets.clone(),
-        watch_bucket: (!args.no_watch).then(|| args.source_bucket.clone()),
+        allowed_buckets: args.intake.allowed_buckets(),
+        watch_bucket: (!args.no_watch).then(|| args.intake.source_bucket.clone()),
         s3_events_queue: None,
-        destination_bucket: args.destination_bucket.clone(),
-        engine: args.engine.config(),
-        runner: args.worker.runner()?,
-        limits: args.worker.limits(),
-        cache_control: Some(args.worker.cache_control.clone()).filter(|c| !c.is_empty()),
-        faults: args.worker.faults.clone(),
+        destination_bucket: args.intake.destination_bucket.clone(),
+        engine: args.workflow.policy(),
+        worker: WorkerSettings::read(&args.worker)?,
     })
 }
 
@@ -141,7 +124,7 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
         Command::Serve(args) => {
             let mut options = serve_options(&args)?;
             let stack =
-                Embedded::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
+                Deployment::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
             if let Some(name) = &args.s3_events_queue {
                 let aws = match stack.backends.aws.clone() {
                     Some(aws) => aws,
@@ -156,36 +139,21 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             server.run(shutdown).await?;
         }
         Command::Worker(args) => {
-            let w = &args.worker;
-            let opened = backends.open(&data.data_dir, None, w.max_receive_count).await?;
-            let options = ServeOptions {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                allowed_buckets: Vec::new(),
-                watch_bucket: None,
-                s3_events_queue: None,
-                destination_bucket: String::new(),
-                engine: protocol::workflow::Policy::default(),
-                runner: {
-                    let runner = w.runner()?;
-                    RunnerConfig { concurrency: runner.concurrency.max(1), ..runner }
-                },
-                limits: w.limits(),
-                cache_control: Some(w.cache_control.clone()).filter(|c| !c.is_empty()),
-                faults: w.faults.clone(),
-            };
+            // Only what a worker needs: the stores and queues, and where it reports.
+            let mut settings = WorkerSettings::read(&args.worker)?;
+            settings.runner.concurrency = settings.runner.concurrency.max(1);
+            let opened = Backends::open(backends, &data.data_dir, None, args.worker.max_receive_count).await?;
+            let reporter = wiring::reporter(backends, &opened)?;
             let shutdown = CancellationToken::new();
             cancel_on_signals(shutdown.clone());
-            let reporter = crate::backends::reporter(backends, &opened)?;
-            crate::serve::runner(&opened, reporter, &options).run(shutdown).await;
+            wiring::runner(&opened, reporter, &settings).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
         Command::Asl(args) => {
             let options = protocol::asl::AslOptions {
                 jobs_queue_url: args.jobs_queue_url,
                 dead_letter_queue_url: args.dead_letter_queue_url,
-                retry: args.retry.policy(),
-                heartbeat: args.heartbeat_timeout,
-                timeout: args.task_timeout,
+                policy: args.workflow.policy(),
             };
             let definition = protocol::asl::definition(&options).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&definition)?);
@@ -199,10 +167,11 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
 }
 
 /// Opens the data dir for a short command (no workers, default pacing).
-async fn open(data: &DataArgs, backends: &BackendArgs) -> anyhow::Result<Embedded> {
+async fn open(data: &DataArgs, backends: &BackendArgs) -> anyhow::Result<Deployment> {
     if !data.data_dir.join("imgpipe.db").exists() {
         anyhow::bail!("{} holds no imgpipe data (run `imgpipe serve --data-dir ...` first)", data.data_dir.display());
     }
     // Short commands never receive jobs, so the jobs queue's redrive setting is moot here.
-    Embedded::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), 5).await
+    let max_receive_count = worker::RunnerConfig::default().max_receive_count;
+    Deployment::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), max_receive_count).await
 }

@@ -4,93 +4,83 @@
 //! S3 notification queue wired to the original bucket. Safe to run again.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use pipeline_aws::AwsBackends;
 use pipeline_aws::setup::{self, QueueSettings};
 use pipeline_core::blob::local::LocalBlobStore;
 
-use crate::backends::BackendArgs;
-use crate::config::{DataArgs, parse_duration};
+use wiring::Deployment;
+use wiring::settings::{BackendArgs, BlobStoreKind, DataArgs, IntakeArgs, QueueKind, Span, WorkflowArgs};
 
 /// Arguments of `imgpipe setup`.
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
-    /// Buckets to create.
-    #[arg(long, env = "IMGPIPE_ALLOWED_BUCKETS", value_delimiter = ',', default_value = "original,resized")]
-    buckets: Vec<String>,
-    /// Deliveries of a job message before SQS moves it to the DLQ.
-    #[arg(long, default_value_t = 5)]
+    /// Buckets to create, and where uploads become jobs.
+    #[command(flatten)]
+    intake: IntakeArgs,
+    /// Deliveries of a job message before a worker reports it as poison; SQS moves it to
+    /// the DLQ one delivery later.
+    #[arg(long, env = "IMGPIPE_MAX_RECEIVE_COUNT", default_value_t = worker::RunnerConfig::default().max_receive_count)]
     max_receive_count: u32,
     /// Default visibility timeout of the SQS queues.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    visibility_timeout: Duration,
+    #[arg(long, env = "IMGPIPE_VISIBILITY_TIMEOUT", default_value_t = Span(worker::RunnerConfig::default().visibility))]
+    visibility_timeout: Span,
     /// Also create this SQS queue and send the source bucket's ObjectCreated events to it.
     #[arg(long, env = "IMGPIPE_S3_EVENTS_QUEUE")]
     s3_events_queue: Option<String>,
-    /// The bucket whose uploads become jobs.
-    #[arg(long, env = "IMGPIPE_SOURCE_BUCKET", default_value = "original")]
-    source_bucket: String,
     /// With `--orchestrator stepfunctions`: the name of the state machine to create or update.
-    #[arg(long, default_value = "ImageProcessingWorkflow")]
+    #[arg(long, default_value = protocol::workflow::WORKFLOW_NAME)]
     state_machine_name: String,
     /// With `--orchestrator stepfunctions`: the role the state machine assumes (may send to the jobs queue and the DLQ).
     #[arg(long, env = "IMGPIPE_STATE_MACHINE_ROLE_ARN")]
     role_arn: Option<String>,
+    /// With `--orchestrator stepfunctions`: the retries and timeouts of the state machine.
     #[command(flatten)]
-    retry: crate::config::RetryArgs,
-    /// With `--orchestrator stepfunctions`: a worker silent this long is lost (HeartbeatSeconds).
-    #[arg(long, env = "IMGPIPE_HEARTBEAT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
-    heartbeat_timeout: Duration,
-    /// With `--orchestrator stepfunctions`: the longest one attempt may take (TimeoutSeconds).
-    #[arg(long, env = "IMGPIPE_TASK_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
-    task_timeout: Duration,
+    workflow: WorkflowArgs,
 }
 
 pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs) -> anyhow::Result<ExitCode> {
     let aws = if backends.uses_aws() { Some(AwsBackends::from_env().await) } else { None };
     match &aws {
-        Some(aws) if backends.blob_store == "s3" => {
+        Some(aws) if backends.blob_store == BlobStoreKind::S3 => {
             let s3 = aws.s3();
-            for bucket in &args.buckets {
+            for bucket in &args.intake.allowed_buckets() {
                 s3.create_bucket(bucket).await.with_context(|| format!("cannot create bucket {bucket}"))?;
                 println!("bucket s3://{bucket}");
             }
         }
         _ => {
             let local = LocalBlobStore::new(&data.data_dir);
-            for bucket in &args.buckets {
+            for bucket in &args.intake.allowed_buckets() {
                 local.create_bucket(bucket)?;
                 println!("bucket {}", local.bucket_dir(bucket).display());
             }
         }
     }
     match &aws {
-        Some(aws) if backends.queue_backend == "sqs" => {
+        Some(aws) if backends.queue_backend == QueueKind::Sqs => {
             let sqs = &aws.clients().sqs;
-            let settings = QueueSettings { visibility_timeout: args.visibility_timeout, ..QueueSettings::default() };
+            let settings = QueueSettings { visibility_timeout: args.visibility_timeout.0, ..QueueSettings::default() };
+            let moved_after = args.max_receive_count.saturating_add(1);
             let (jobs, dlq) = setup::create_queue_with_dlq(
                 sqs,
                 &backends.jobs_queue,
                 &backends.dead_letter_queue,
-                args.max_receive_count,
+                moved_after,
                 &settings,
             )
             .await?;
-            println!("queue {} (to {} after {} receives)", jobs.url(), dlq.url(), args.max_receive_count);
+            println!("queue {} (to {} after {moved_after} receives)", jobs.url(), dlq.url());
             if backends.step_functions() {
                 let role = args.role_arn.as_deref().context("--orchestrator stepfunctions needs --role-arn")?;
                 let options = protocol::asl::AslOptions {
                     jobs_queue_url: jobs.url().to_owned(),
                     dead_letter_queue_url: dlq.url().to_owned(),
-                    retry: args.retry.policy(),
-                    heartbeat: args.heartbeat_timeout,
-                    timeout: args.task_timeout,
+                    policy: args.workflow.policy(),
                 };
-                let client = pipeline_aws::sfn::client(aws.config());
                 let arn =
-                    pipeline_aws::sfn::setup::create_state_machine(&client, &args.state_machine_name, &options, role)
+                    pipeline_aws::sfn::setup::create_state_machine(aws.sfn(), &args.state_machine_name, &options, role)
                         .await?;
                 println!("state machine {arn}");
             } else {
@@ -99,20 +89,19 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
             }
         }
         _ => {
-            crate::embedded::Embedded::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), 5)
-                .await?;
+            Deployment::open_with(&data.data_dir, backends, args.workflow.policy(), args.max_receive_count).await?;
             println!("queues in {}", data.data_dir.join("imgpipe.db").display());
         }
     }
     if let Some(name) = &args.s3_events_queue {
-        let Some(aws) = aws.as_ref().filter(|_| backends.blob_store == "s3") else {
+        let Some(aws) = aws.as_ref().filter(|_| backends.blob_store == BlobStoreKind::S3) else {
             anyhow::bail!("--s3-events-queue needs --blob-store s3");
         };
-        let settings = QueueSettings { visibility_timeout: args.visibility_timeout, ..QueueSettings::default() };
+        let settings = QueueSettings { visibility_timeout: args.visibility_timeout.0, ..QueueSettings::default() };
         let events = setup::create_queue(&aws.clients().sqs, name, &settings).await?;
         // Events for our own outputs (resized/ in the same bucket) are ignored by the intake.
-        setup::notify_object_created(&aws.s3(), &args.source_bucket, &events, None).await?;
-        println!("s3://{} ObjectCreated -> {}", args.source_bucket, events.url());
+        setup::notify_object_created(&aws.s3(), &args.intake.source_bucket, &events, None).await?;
+        println!("s3://{} ObjectCreated -> {}", args.intake.source_bucket, events.url());
     }
     Ok(ExitCode::SUCCESS)
 }

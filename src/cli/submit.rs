@@ -10,8 +10,8 @@ use bytes::Bytes;
 use pipeline_core::blob::{PutOptions, guess_content_type};
 use producer::intake::{Intake, ProcessRequest};
 
-use crate::config::parse_duration;
-use crate::embedded::Embedded;
+use protocol::time::parse_duration;
+use wiring::Deployment;
 
 /// Arguments of `imgpipe submit`.
 #[derive(clap::Args, Debug)]
@@ -36,7 +36,7 @@ pub struct SubmitArgs {
     timeout: Duration,
 }
 
-pub(crate) async fn run(stack: &Embedded, args: SubmitArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let intake = Intake {
         orchestrator: std::sync::Arc::clone(&stack.orchestrator),
         blobs: stack.blobs(),

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use imgpipe::embedded::Embedded;
 use imgpipe::serve::{ServeOptions, Server};
 use protocol::job::JobRecord;
 use protocol::workflow::Policy;
 use protocol::workflow::{Jitter, RetryPolicy};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
+use wiring::{Deployment, WorkerSettings};
 use worker::RunnerConfig;
 
 /// The seed project's sample photo (640×640).
@@ -22,7 +22,7 @@ pub const MYPHOTO: &[u8] = include_bytes!("../fixtures/myphoto.jpg");
 pub struct TestServer {
     pub dir: TempDir,
     pub addr: SocketAddr,
-    pub stack: Embedded,
+    pub stack: Deployment,
     pub shutdown: CancellationToken,
     pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub http: reqwest::Client,
@@ -48,24 +48,27 @@ pub fn test_options() -> ServeOptions {
             task_timeout: Duration::from_secs(60),
             heartbeat_timeout: Duration::from_secs(30),
         },
-        runner: RunnerConfig {
-            concurrency: 2,
-            visibility: Duration::from_secs(10),
-            heartbeat_every: Duration::from_secs(2),
-            poll_wait: Duration::from_secs(1),
-            drain_deadline: Duration::from_secs(5),
-            max_receive_count: 5,
+        worker: WorkerSettings {
+            runner: RunnerConfig {
+                concurrency: 2,
+                visibility: Duration::from_secs(10),
+                heartbeat_every: Duration::from_secs(2),
+                poll_wait: Duration::from_secs(1),
+                drain_deadline: Duration::from_secs(5),
+                max_receive_count: 5,
+            },
+            limits: worker::engine::Limits::default(),
+            cache_control: Some("max-age=60".into()),
+            faults: worker::faults::Faults::default(),
         },
-        limits: worker::engine::Limits::default(),
-        cache_control: Some("max-age=60".into()),
-        faults: worker::faults::Faults::default(),
     }
 }
 
 impl TestServer {
     pub async fn start(options: ServeOptions) -> Self {
         let dir = TempDir::new().unwrap();
-        let stack = Embedded::open(dir.path(), options.engine, options.runner.max_receive_count).await.unwrap();
+        let stack =
+            Deployment::open(dir.path(), options.engine, options.worker.runner.max_receive_count).await.unwrap();
         let server = Server::bind(stack.clone(), options).await.unwrap();
         let addr = server.addr;
         let shutdown = CancellationToken::new();

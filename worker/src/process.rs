@@ -14,6 +14,10 @@ use protocol::rendition::{output_key, sidecar_key, validate_list};
 use crate::engine::{self, Limits};
 use crate::faults::Faults;
 
+/// The `Cache-Control` of outputs unless configured: keys are deterministic and a source
+/// version's outputs never change, so they may be cached for a year.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
 /// What `process_job` needs, built once and lent to every job.
 #[derive(Clone, Debug)]
 pub struct WorkerDeps {

@@ -39,7 +39,8 @@ impl Default for RunnerConfig {
             concurrency: std::thread::available_parallelism().map_or(2, usize::from),
             visibility: Duration::from_secs(60),
             heartbeat_every: Duration::from_secs(20),
-            poll_wait: Duration::from_secs(20),
+            // Short enough that a stopping worker is not kept waiting on a receive.
+            poll_wait: Duration::from_secs(5),
             drain_deadline: Duration::from_secs(30),
             max_receive_count: 5,
         }

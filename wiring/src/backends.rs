@@ -8,53 +8,18 @@ use std::sync::Arc;
 use anyhow::Context;
 use orchestrator::Queues;
 use pipeline_aws::AwsBackends;
-use pipeline_aws::sfn::reporter::SfnReporter;
+use pipeline_aws::sfn::SfnReporter;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::queue::Queue;
 use pipeline_core::queue::sqlite::{RedrivePolicy, SqliteQueue};
 use pipeline_core::report::{QueueReporter, Reporter};
 use pipeline_core::sqlite::Db;
+use worker::engine::Limits;
+use worker::faults::Faults;
+use worker::{Runner, RunnerConfig, WorkerDeps};
 
-/// Flags choosing the backends; global, so every command takes them.
-#[derive(clap::Args, Debug, Clone)]
-pub struct BackendArgs {
-    /// Where buckets live: `local` folders in the data dir, or `s3`.
-    #[arg(long, env = "IMGPIPE_BLOB_STORE", default_value = "local", value_parser = ["local", "s3"], global = true)]
-    pub blob_store: String,
-    /// Where queues live: `sqlite` in the data dir, or `sqs`.
-    #[arg(long, env = "IMGPIPE_QUEUE_BACKEND", default_value = "sqlite", value_parser = ["sqlite", "sqs"], global = true)]
-    pub queue_backend: String,
-    /// The jobs queue: a name, or an SQS queue URL.
-    #[arg(long, env = "IMGPIPE_JOBS_QUEUE", default_value = "jobs", global = true)]
-    pub jobs_queue: String,
-    /// The workers' reports queue: a name, or an SQS queue URL.
-    #[arg(long, env = "IMGPIPE_REPORTS_QUEUE", default_value = "reports", global = true)]
-    pub reports_queue: String,
-    /// The dead-letter queue: a name, or an SQS queue URL.
-    #[arg(long, env = "IMGPIPE_DEAD_LETTER_QUEUE", default_value = "dlq", global = true)]
-    pub dead_letter_queue: String,
-    /// Who runs the workflow: the `embedded` engine (SQLite in the data dir), or AWS `stepfunctions`.
-    #[arg(long, env = "IMGPIPE_ORCHESTRATOR", default_value = "embedded", value_parser = ["embedded", "stepfunctions"], global = true)]
-    pub orchestrator: String,
-    /// The state machine running the workflow, with `--orchestrator stepfunctions`.
-    #[arg(long, env = "IMGPIPE_STATE_MACHINE_ARN", global = true)]
-    pub state_machine_arn: Option<String>,
-}
-
-impl Default for BackendArgs {
-    fn default() -> Self {
-        Self {
-            blob_store: "local".into(),
-            queue_backend: "sqlite".into(),
-            jobs_queue: "jobs".into(),
-            reports_queue: "reports".into(),
-            dead_letter_queue: "dlq".into(),
-            orchestrator: "embedded".into(),
-            state_machine_arn: None,
-        }
-    }
-}
+use crate::settings::{BackendArgs, BlobStoreKind, QueueKind, WorkerArgs};
 
 /// The opened backends.
 #[derive(Clone, Debug)]
@@ -92,17 +57,7 @@ impl Backends {
     }
 }
 
-impl BackendArgs {
-    /// Whether any backend needs the AWS SDK.
-    pub fn uses_aws(&self) -> bool {
-        self.blob_store == "s3" || self.queue_backend == "sqs" || self.step_functions()
-    }
-
-    /// Whether Step Functions runs the workflow.
-    pub fn step_functions(&self) -> bool {
-        self.orchestrator == "stepfunctions"
-    }
-
+impl Backends {
     /// Opens the chosen backends. SQLite queues live in `db`, or in the data dir's file
     /// when `db` is `None`; the jobs queue moves a message to the DLQ after
     /// `max_receive_count + 1` deliveries (on SQS the queue's own redrive policy decides).
@@ -110,22 +65,27 @@ impl BackendArgs {
     ///
     /// # Errors
     /// A queue that does not exist, or AWS settings that cannot be loaded.
-    pub async fn open(&self, data_dir: &Path, db: Option<&Db>, max_receive_count: u32) -> anyhow::Result<Backends> {
-        let aws = if self.uses_aws() { Some(AwsBackends::from_env().await) } else { None };
+    pub async fn open(
+        args: &BackendArgs,
+        data_dir: &Path,
+        db: Option<&Db>,
+        max_receive_count: u32,
+    ) -> anyhow::Result<Backends> {
+        let aws = if args.uses_aws() { Some(AwsBackends::from_env().await) } else { None };
         let local = Arc::new(LocalBlobStore::new(data_dir));
         let (blobs, local_blobs): (Arc<dyn BlobStore>, _) = match &aws {
-            Some(aws) if self.blob_store == "s3" => (aws.blob_store(), None),
+            Some(aws) if args.blob_store == BlobStoreKind::S3 => (aws.blob_store(), None),
             _ => (local.clone(), Some(local)),
         };
-        let with_reports = !self.step_functions();
+        let with_reports = !args.step_functions();
         let (jobs, reports, dead_letters) = match &aws {
-            Some(aws) if self.queue_backend == "sqs" => {
+            Some(aws) if args.queue_backend == QueueKind::Sqs => {
                 let open = |name: &str| {
                     let name = name.to_owned();
                     async move { aws.queue(&name).await.with_context(|| format!("cannot open SQS queue {name}")) }
                 };
-                let reports = if with_reports { Some(open(&self.reports_queue).await?) } else { None };
-                (open(&self.jobs_queue).await?, reports, open(&self.dead_letter_queue).await?)
+                let reports = if with_reports { Some(open(&args.reports_queue).await?) } else { None };
+                (open(&args.jobs_queue).await?, reports, open(&args.dead_letter_queue).await?)
             }
             _ => {
                 let db = match db {
@@ -134,13 +94,13 @@ impl BackendArgs {
                 };
                 let open =
                     |name: &str| SqliteQueue::open(&db, name).with_context(|| format!("cannot open queue {name}"));
-                let jobs = open(&self.jobs_queue)?.with_redrive(RedrivePolicy {
-                    dead_letter_queue: self.dead_letter_queue.clone(),
+                let jobs = open(&args.jobs_queue)?.with_redrive(RedrivePolicy {
+                    dead_letter_queue: args.dead_letter_queue.clone(),
                     max_receive_count: max_receive_count.saturating_add(1),
                 });
                 let reports: Option<Arc<dyn Queue>> =
-                    if with_reports { Some(Arc::new(open(&self.reports_queue)?)) } else { None };
-                (Arc::new(jobs) as Arc<dyn Queue>, reports, Arc::new(open(&self.dead_letter_queue)?) as Arc<dyn Queue>)
+                    if with_reports { Some(Arc::new(open(&args.reports_queue)?)) } else { None };
+                (Arc::new(jobs) as Arc<dyn Queue>, reports, Arc::new(open(&args.dead_letter_queue)?) as Arc<dyn Queue>)
             }
         };
         Ok(Backends { blobs, local_blobs, jobs, reports, dead_letters, aws })
@@ -165,8 +125,57 @@ pub fn open_db(data_dir: &Path) -> anyhow::Result<Db> {
 pub fn reporter(args: &BackendArgs, backends: &Backends) -> anyhow::Result<Arc<dyn Reporter>> {
     if args.step_functions() {
         let aws = backends.aws.as_ref().context("Step Functions needs the AWS settings")?;
-        return Ok(Arc::new(SfnReporter::new(pipeline_aws::sfn::client(aws.config()))));
+        return Ok(Arc::new(SfnReporter::new(aws.sfn().clone())));
     }
     let reports = backends.reports.clone().context("the embedded orchestrator needs a reports queue")?;
     Ok(Arc::new(QueueReporter::new(reports)))
+}
+
+/// What a worker needs besides the backends, read once from [`WorkerArgs`].
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Pacing of the long-poll loop; `concurrency` 0 runs no workers.
+    pub runner: RunnerConfig,
+    /// Input and output limits.
+    pub limits: Limits,
+    /// `Cache-Control` on outputs.
+    pub cache_control: Option<String>,
+    /// Injected faults.
+    pub faults: Faults,
+}
+
+impl WorkerSettings {
+    /// The settings `args` give.
+    ///
+    /// # Errors
+    /// Pacing that would let jobs run twice (see [`WorkerArgs::runner`]).
+    pub fn read(args: &WorkerArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            runner: args.runner()?,
+            limits: args.limits(),
+            cache_control: args.cache_control(),
+            faults: args.faults.clone(),
+        })
+    }
+
+    /// What `process_job` needs, on `blobs`.
+    pub fn deps(&self, blobs: Arc<dyn BlobStore>) -> WorkerDeps {
+        WorkerDeps {
+            blobs,
+            limits: self.limits,
+            cache_control: self.cache_control.clone(),
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+/// The worker loop on these backends, reporting through `reporter`.
+pub fn runner(backends: &Backends, reporter: Arc<dyn Reporter>, settings: &WorkerSettings) -> Runner {
+    Runner {
+        jobs: Arc::clone(&backends.jobs),
+        dead_letters: Arc::clone(&backends.dead_letters),
+        reporter,
+        deps: Arc::new(settings.deps(Arc::clone(&backends.blobs))),
+        config: settings.runner,
+    }
 }

@@ -1,6 +1,5 @@
 //! What the emulator tests share: finding the emulator, and uniquely named buckets and
 //! queues so tests run in parallel on one server.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use pipeline_aws::setup::{self, QueueSettings};
 use pipeline_aws::{AwsBackends, AwsConfig, S3BlobStore, SqsQueue};

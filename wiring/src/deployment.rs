@@ -1,6 +1,7 @@
-//! A deployment opened from one data dir and the backend flags: the SQLite file (the
-//! embedded orchestrator's job store, and the queues unless they are on SQS), the buckets,
-//! the queues and the engine. Every command that works on jobs starts here.
+//! A deployment opened from the data dir and the backend settings: the SQLite file (the
+//! embedded engine's job store, the watcher's records, and the queues unless they are on
+//! SQS), the buckets, the queues, and whoever runs the workflow — the embedded engine or
+//! Step Functions. Every command that works on jobs starts here.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::sqlite::Db;
 use protocol::workflow::Policy;
 
-use crate::backends::{BackendArgs, Backends};
+use crate::backends::{Backends, open_db};
+use crate::settings::BackendArgs;
 
-/// Everything on one data dir.
+/// Everything a deployment holds, opened once.
 #[derive(Clone, Debug)]
-pub struct Embedded {
+pub struct Deployment {
     /// The data dir.
     pub data_dir: PathBuf,
     /// The SQLite file's handle.
@@ -33,7 +35,7 @@ pub struct Embedded {
     pub orchestrator: Arc<dyn Orchestrator>,
 }
 
-impl Embedded {
+impl Deployment {
     /// Opens the all-local deployment in `data_dir` (folders, SQLite queues).
     ///
     /// # Errors
@@ -52,13 +54,13 @@ impl Embedded {
         config: Policy,
         max_receive_count: u32,
     ) -> anyhow::Result<Self> {
-        let db = crate::backends::open_db(data_dir)?;
-        let backends = args.open(data_dir, Some(&db), max_receive_count).await?;
+        let db = open_db(data_dir)?;
+        let backends = Backends::open(args, data_dir, Some(&db), max_receive_count).await?;
         let (engine, orchestrator): (_, Arc<dyn Orchestrator>) = if args.step_functions() {
             let arn =
                 args.state_machine_arn.clone().context("--orchestrator stepfunctions needs --state-machine-arn")?;
             let aws = backends.aws.as_ref().context("Step Functions needs the AWS settings")?;
-            (None, Arc::new(SfnOrchestrator::new(pipeline_aws::sfn::client(aws.config()), arn)))
+            (None, Arc::new(SfnOrchestrator::new(aws.sfn().clone(), arn)))
         } else {
             let engine = EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?;
             (Some(engine.clone()), Arc::new(engine))

@@ -1,7 +1,6 @@
 //! A Step Functions rig on the emulator: buckets, the jobs queue and its DLQ, the state
 //! machine generated from the workflow with short deadlines, the orchestrator, and a
 //! real `worker::Runner` reporting with `SfnReporter`.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,13 +19,14 @@ use protocol::asl::AslOptions;
 use protocol::job::JobRecord;
 use protocol::message::Job;
 use protocol::rendition::Rendition;
-use protocol::workflow::{Jitter, RetryPolicy};
+use protocol::workflow::{Jitter, Policy, RetryPolicy};
 use tokio_util::sync::CancellationToken;
+use wiring::functions::{self, ProducerFunction};
 use worker::engine::Limits;
 use worker::faults::Faults;
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
-use crate::common::{aws, unique};
+use crate::emulator::{aws, unique};
 
 /// A worker that says nothing for this long is lost.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -58,13 +58,21 @@ impl Intercept for Account {
 
 /// Everything one scenario needs, its names unique on the shared emulator.
 pub struct Rig {
+    /// The emulator's clients (Step Functions through `sfn`).
     pub aws: AwsBackends,
+    /// Step Functions, as this rig's own account.
     pub sfn: aws_sdk_sfn::Client,
+    /// The orchestrator on the rig's state machine.
     pub orchestrator: SfnOrchestrator,
+    /// The S3 store.
     pub store: S3BlobStore,
+    /// The originals bucket.
     pub originals: String,
+    /// The renditions bucket.
     pub resized: String,
+    /// The jobs queue.
     pub jobs: SqsQueue,
+    /// The dead-letter queue.
     pub dlq: SqsQueue,
 }
 
@@ -93,22 +101,37 @@ impl Rig {
         let options = AslOptions {
             jobs_queue_url: jobs.url().to_owned(),
             dead_letter_queue_url: dlq.url().to_owned(),
-            retry: RetryPolicy {
-                max_attempts: 3,
-                interval: Duration::from_secs(1),
-                backoff_rate: 1.0,
-                max_delay: Duration::from_secs(1),
-                jitter: Jitter::Full,
+            policy: Policy {
+                retry: RetryPolicy {
+                    max_attempts: 3,
+                    interval: Duration::from_secs(1),
+                    backoff_rate: 1.0,
+                    max_delay: Duration::from_secs(1),
+                    jitter: Jitter::Full,
+                },
+                heartbeat_timeout: HEARTBEAT,
+                task_timeout: Duration::from_secs(20) - HEARTBEAT,
+                ..Policy::default()
             },
-            heartbeat: HEARTBEAT,
-            timeout: Duration::from_secs(20),
         };
         let name = unique(&format!("{prefix}-workflow"));
         let arn = sfn_setup::create_state_machine(&sfn, &name, &options, sfn_setup::EMULATOR_ROLE_ARN).await.unwrap();
         let again = sfn_setup::create_state_machine(&sfn, &name, &options, sfn_setup::EMULATOR_ROLE_ARN).await;
         assert_eq!(again.unwrap(), arn, "setting up twice updates the same state machine");
         let orchestrator = SfnOrchestrator::new(sfn.clone(), arn);
-        Self { aws, sfn, orchestrator, store, originals, resized, jobs, dlq }
+        Self { aws: aws.with_sfn(sfn.clone()), sfn, orchestrator, store, originals, resized, jobs, dlq }
+    }
+
+    /// The producers' settings as the Lambda functions read them from their variables,
+    /// on this rig's buckets and `state_machine_arn`.
+    pub fn producer_settings(&self, state_machine_arn: &str) -> ProducerFunction {
+        let buckets = format!("{},{}", self.originals, self.resized);
+        let vars = [
+            ("IMGPIPE_STATE_MACHINE_ARN", state_machine_arn),
+            ("IMGPIPE_ALLOWED_BUCKETS", &buckets),
+            ("IMGPIPE_DESTINATION_BUCKET", &self.resized),
+        ];
+        functions::read(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())).unwrap()
     }
 
     /// Puts an original.
