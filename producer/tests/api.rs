@@ -1,0 +1,119 @@
+//! The API in process: requests through the router with `oneshot`, a local store in a temp
+//! dir, and an in-memory orchestrator whose records the test controls.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use pipeline_core::blob::local::LocalBlobStore;
+use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
+use producer::api::{ApiState, router};
+use producer::intake::Intake;
+use protocol::job::{JobRecord, JobState};
+use protocol::message::Job;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+/// Records started jobs; answers `get` and `list` from them.
+#[derive(Debug, Default)]
+struct Jobs(Mutex<Vec<JobRecord>>);
+
+#[async_trait]
+impl Orchestrator for Jobs {
+    async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
+        let record = JobRecord {
+            job_id: job.job_id,
+            state: JobState::ProcessImage,
+            attempts: 1,
+            source_bucket: job.source_bucket,
+            source_key: job.source_key,
+            destination_bucket: job.destination_bucket,
+            renditions: job.renditions,
+            created_at: "2024-01-01T00:00:00Z".into(),
+            updated_at: "2024-01-01T00:00:00Z".into(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: None,
+            history: Vec::new(),
+        };
+        self.0.lock().expect("lock").push(record);
+        Ok(())
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
+        Ok(self.0.lock().expect("lock").iter().find(|r| r.job_id == job_id).cloned())
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
+        Ok(self.0.lock().expect("lock").iter().rev().take(limit).cloned().collect())
+    }
+}
+
+struct App {
+    data: TempDir,
+    jobs: Arc<Jobs>,
+    router: Router,
+}
+
+fn app() -> App {
+    let data = TempDir::new().expect("data dir");
+    let store = LocalBlobStore::new(data.path());
+    store.create_bucket("original").expect("bucket");
+    store.create_bucket("resized").expect("bucket");
+    let jobs = Arc::new(Jobs::default());
+    let intake = Intake {
+        orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
+        blobs: Arc::new(store),
+        allowed_buckets: vec!["original".into(), "resized".into()],
+    };
+    App { router: router(ApiState::new(intake, Vec::new())), data, jobs }
+}
+
+async fn call(router: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = router.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("a JSON body"))
+}
+
+fn process(key: &str) -> Request<Body> {
+    let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" });
+    Request::post("/process")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn keys_no_backend_could_carry_are_refused_at_intake() {
+    let app = app();
+    let bad = [
+        "line\nbreak.jpg",
+        "cr\r.jpg",
+        "tab\t.jpg",
+        "del\u{7f}.jpg",
+        "esc\u{1b}[2J.jpg",
+        "c1\u{85}.jpg",
+        "back\\slash.jpg",
+        "nonchar\u{FFFE}.jpg",
+        "nonchar\u{FFFF}.jpg",
+        "nonchar\u{FDD0}.jpg",
+    ];
+    for key in bad {
+        // The file exists: only the key rules stand between it and a job.
+        std::fs::write(app.data.path().join("buckets/original").join(key), b"x").expect("write source");
+        let (status, body) = call(&app.router, process(key)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}: {body}");
+        assert_eq!(body["error"]["code"], "InvalidKey", "{key:?}: {body}");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(!message.contains(key), "the message quotes the key escaped: {message}");
+    }
+    assert!(app.jobs.0.lock().expect("lock").is_empty(), "no job started");
+
+    std::fs::write(app.data.path().join("buckets/original/caf\u{e9}.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("caf\u{e9}.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
