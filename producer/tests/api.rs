@@ -117,3 +117,21 @@ async fn keys_no_backend_could_carry_are_refused_at_intake() {
     let (status, body) = call(&app.router, process("caf\u{e9}.jpg")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
+
+#[tokio::test]
+async fn error_bodies_name_the_object_never_a_local_path() {
+    let app = app();
+    let data_dir = app.data.path().to_string_lossy().into_owned();
+    // A missing source: 404.
+    let (status, body) = call(&app.router, process("missing.jpg")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.to_string().contains(&data_dir), "{body}");
+    // A file name longer than the file system allows: an i/o failure, 503.
+    let long = format!("{}.jpg", "a".repeat(300));
+    let (status, body) = call(&app.router, process(&long)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"]["message"].as_str().expect("a message");
+    assert!(!message.contains(&data_dir), "the data dir leaks: {message}");
+    assert!(!message.contains("buckets/"), "the store's layout leaks: {message}");
+    assert!(message.contains(&format!("original/{long}")), "the object is named: {message}");
+}

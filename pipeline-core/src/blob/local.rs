@@ -55,7 +55,7 @@ impl LocalBlobStore {
     pub fn create_bucket(&self, bucket: &str) -> Result<(), BlobError> {
         validate_bucket(bucket)?;
         let dir = self.bucket_dir(bucket);
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))
+        std::fs::create_dir_all(&dir).map_err(|e| io_err(bucket, &dir, e))
     }
 
     /// The object's file and its metadata file, once the key is known to pass through no link
@@ -74,7 +74,7 @@ impl LocalBlobStore {
             checks.push((self.root.clone(), meta_rel.as_str()));
         }
         for (base, rel) in checks {
-            if passes_through_link(&base, rel).map_err(|e| io_err(&base, e))? {
+            if passes_through_link(&base, rel).map_err(|e| io_err(object(bucket, key), &base, e))? {
                 return Err(match access {
                     Access::Read => BlobError::NotFound { bucket: bucket.into(), key: key.into() },
                     Access::Write => link_refused(key),
@@ -120,7 +120,7 @@ impl LocalBlobStore {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&data)
             .map_err(|e| not_found_or_io(bucket, key, &data, e))?;
-        let md = file.metadata().map_err(|e| io_err(&data, e))?;
+        let md = file.metadata().map_err(|e| io_err(object(bucket, key), &data, e))?;
         if !md.is_file() {
             return Err(BlobError::NotFound { bucket: bucket.into(), key: key.into() });
         }
@@ -131,7 +131,9 @@ impl LocalBlobStore {
         }
         // Read at most one byte past the limit, in case the file grew since the stat.
         let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.take(max_bytes.saturating_add(1)).read_to_end(&mut body).map_err(|e| io_err(&data, e))?;
+        file.take(max_bytes.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| io_err(object(bucket, key), &data, e))?;
         let len = body.len() as u64;
         if len > max_bytes {
             return Err(too_large(len));
@@ -154,29 +156,30 @@ impl LocalBlobStore {
             StoredMeta { content_type: options.content_type.clone(), cache_control: options.cache_control.clone() };
         let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
         // Metadata first: the object only appears once its metadata is in place.
-        self.write_atomic(&self.root, &meta_path, &meta_json, key)?;
-        self.write_atomic(&self.bucket_dir(bucket), &data, body, key)
+        self.write_atomic(&self.root, &meta_path, &meta_json, bucket, key)?;
+        self.write_atomic(&self.bucket_dir(bucket), &data, body, bucket, key)
     }
 
     /// Writes `dest` (below `base`) through a temp file renamed into place. The folders made on
     /// the way are checked again once made: a link placed meanwhile is refused, not written through.
-    fn write_atomic(&self, base: &Path, dest: &Path, body: &[u8], key: &str) -> Result<(), BlobError> {
+    fn write_atomic(&self, base: &Path, dest: &Path, body: &[u8], bucket: &str, key: &str) -> Result<(), BlobError> {
+        let obj = || object(bucket, key);
         let tmp_dir = self.root.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(|e| io_err(&tmp_dir, e))?;
-        if passes_through_link(&self.root, "tmp").map_err(|e| io_err(&tmp_dir, e))? {
+        std::fs::create_dir_all(&tmp_dir).map_err(|e| io_err(TMP, &tmp_dir, e))?;
+        if passes_through_link(&self.root, "tmp").map_err(|e| io_err(TMP, &tmp_dir, e))? {
             return Err(link_refused(key));
         }
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| collision_or_io(key, parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| collision_or_io(bucket, key, parent, e))?;
         }
         let rel = dest.strip_prefix(base).unwrap_or(dest);
-        if passes_through_link(base, &rel.to_string_lossy()).map_err(|e| io_err(dest, e))? {
+        if passes_through_link(base, &rel.to_string_lossy()).map_err(|e| io_err(obj(), dest, e))? {
             return Err(link_refused(key));
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| io_err(&tmp_dir, e))?;
-        std::io::Write::write_all(&mut tmp, body).map_err(|e| io_err(tmp.path(), e))?;
-        tmp.as_file().sync_data().map_err(|e| io_err(tmp.path(), e))?;
-        tmp.persist(dest).map_err(|e| collision_or_io(key, dest, e.error))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| io_err(TMP, &tmp_dir, e))?;
+        std::io::Write::write_all(&mut tmp, body).map_err(|e| io_err(TMP, tmp.path(), e))?;
+        tmp.as_file().sync_data().map_err(|e| io_err(TMP, tmp.path(), e))?;
+        tmp.persist(dest).map_err(|e| collision_or_io(bucket, key, dest, e.error))?;
         Ok(())
     }
 
@@ -186,7 +189,7 @@ impl LocalBlobStore {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(path, e)),
+                Err(e) => return Err(io_err(object(bucket, key), path, e)),
             }
         }
         Ok(())
@@ -196,28 +199,29 @@ impl LocalBlobStore {
         validate_bucket(bucket)?;
         let dir = self.bucket_dir(bucket);
         let mut keys = Vec::new();
-        collect_keys(&dir, "", &mut keys)?;
+        collect_keys(bucket, &dir, "", &mut keys)?;
         keys.retain(|(k, _)| k.starts_with(prefix));
         keys.sort();
         Ok(keys.into_iter().map(|(key, size)| self.read_meta(bucket, &key, size)).collect())
     }
 }
 
-fn collect_keys(dir: &Path, prefix: &str, out: &mut Vec<(String, u64)>) -> Result<(), BlobError> {
+fn collect_keys(bucket: &str, dir: &Path, prefix: &str, out: &mut Vec<(String, u64)>) -> Result<(), BlobError> {
+    let folder = || object(bucket, prefix);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(dir, e)),
+        Err(e) => return Err(io_err(folder(), dir, e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let entry = entry.map_err(|e| io_err(folder(), dir, e))?;
         let Ok(name) = entry.file_name().into_string() else { continue };
         // The entry's own type, links not followed: a link is neither a folder nor an object.
-        let kind = entry.file_type().map_err(|e| io_err(&entry.path(), e))?;
+        let kind = entry.file_type().map_err(|e| io_err(folder(), &entry.path(), e))?;
         if kind.is_dir() {
-            collect_keys(&entry.path(), &format!("{prefix}{name}/"), out)?;
+            collect_keys(bucket, &entry.path(), &format!("{prefix}{name}/"), out)?;
         } else if kind.is_file() {
-            let md = entry.metadata().map_err(|e| io_err(&entry.path(), e))?;
+            let md = entry.metadata().map_err(|e| io_err(folder(), &entry.path(), e))?;
             out.push((format!("{prefix}{name}"), md.len()));
         }
     }
@@ -260,8 +264,21 @@ fn link_refused(key: &str) -> BlobError {
     }
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> BlobError {
-    BlobError::Io { path: path.display().to_string(), source }
+/// Names the temp folder in errors.
+const TMP: &str = "the store's temp folder";
+
+/// `bucket/key`, as errors name an object.
+fn object(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{key}")
+}
+
+/// An i/o failure on `object`. Its message names the object only, never the file: it reaches
+/// API answers and job records, which must not show where the data dir is. The path goes to
+/// the log, for the operator.
+fn io_err(object: impl Into<String>, path: &Path, source: std::io::Error) -> BlobError {
+    let object = object.into();
+    tracing::warn!(object = ?object, path = ?path, error = %source, "local store i/o error");
+    BlobError::Io { object, source }
 }
 
 fn not_found_or_io(bucket: &str, key: &str, path: &Path, e: std::io::Error) -> BlobError {
@@ -273,16 +290,16 @@ fn not_found_or_io(bucket: &str, key: &str, path: &Path, e: std::io::Error) -> B
         ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
             BlobError::NotFound { bucket: bucket.into(), key: key.into() }
         }
-        _ => io_err(path, e),
+        _ => io_err(object(bucket, key), path, e),
     }
 }
 
-fn collision_or_io(key: &str, path: &Path, e: std::io::Error) -> BlobError {
+fn collision_or_io(bucket: &str, key: &str, path: &Path, e: std::io::Error) -> BlobError {
     match e.kind() {
         ErrorKind::NotADirectory | ErrorKind::IsADirectory | ErrorKind::AlreadyExists => {
             BlobError::InvalidName { name: key.into(), reason: "key collides with a folder or file of another key" }
         }
-        _ => io_err(path, e),
+        _ => io_err(object(bucket, key), path, e),
     }
 }
 
@@ -290,7 +307,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
 ) -> Result<T, BlobError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|join| {
-        Err(BlobError::Io { path: String::new(), source: std::io::Error::other(join.to_string()) })
+        Err(BlobError::Io { object: "a blocking task".into(), source: std::io::Error::other(join.to_string()) })
     })
 }
 

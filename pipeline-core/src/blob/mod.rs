@@ -75,11 +75,12 @@ pub enum BlobError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// Local file-system failure.
-    #[error("i/o error on {path}: {source}")]
+    /// Local file-system failure. The message names the object and the kind of failure, never
+    /// a file's path (nor the underlying error's own text, which may hold one).
+    #[error("storage i/o error on {object}: {}", .source.kind())]
     Io {
-        /// The file involved.
-        path: String,
+        /// The object involved (`bucket/key`), or the part of the store.
+        object: String,
         /// The underlying error.
         source: std::io::Error,
     },
