@@ -135,3 +135,32 @@ async fn error_bodies_name_the_object_never_a_local_path() {
     assert!(!message.contains("buckets/"), "the store's layout leaks: {message}");
     assert!(message.contains(&format!("original/{long}")), "the object is named: {message}");
 }
+
+#[tokio::test]
+async fn job_records_show_no_camera_or_capture_facts() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["jobId"].as_str().expect("job id").to_owned();
+    app.jobs.0.lock().expect("lock")[0].metadata = Some(serde_json::json!({
+        "format": "jpeg", "width": 4000, "height": 3000, "uprightWidth": 3000, "uprightHeight": 4000,
+        "orientation": 6, "colorSpace": "rgb", "bitDepth": 8, "hasAlpha": false, "hasIcc": true,
+        "hasExif": true, "hasXmp": false, "hasGps": true, "progressive": false,
+        "cameraMake": "Canon", "cameraModel": "EOS R5", "captureTime": "2024-05-01T10:11:12+02:00",
+        "gpsLatitude": 48.85, "bodySerialNumber": "0123456789", "artist": "Jane Doe",
+    }));
+    let get = |uri: String| Request::get(uri).body(Body::empty()).expect("request");
+    let (_, one) = call(&app.router, get(format!("/jobs/{id}"))).await;
+    let (_, full) = call(&app.router, get(format!("/jobs/{id}?metadata=full"))).await;
+    let (_, list) = call(&app.router, get("/jobs".into())).await;
+    for metadata in [&one["metadata"], &full["metadata"], &list["jobs"][0]["metadata"]] {
+        assert_eq!(metadata["width"], 4000, "{metadata}");
+        assert_eq!(metadata["orientation"], 6, "{metadata}");
+        assert_eq!(metadata["format"], "jpeg", "{metadata}");
+        let text = metadata.to_string();
+        for private in ["Canon", "EOS R5", "2024-05-01", "48.85", "0123456789", "Jane Doe"] {
+            assert!(!text.contains(private), "{private} shown: {text}");
+        }
+    }
+}
