@@ -60,7 +60,7 @@ impl S3EventIntake {
         let mut done = true;
         for record in records {
             if record.bucket == self.destination_bucket && record.key.starts_with(OUTPUT_PREFIX) {
-                tracing::debug!(key = %record.key, "ignoring our own output");
+                tracing::debug!(key = ?record.key, "ignoring our own output");
                 continue;
             }
             let request = ProcessRequest {
@@ -72,10 +72,10 @@ impl S3EventIntake {
             match self.intake.submit(request).await {
                 Ok(_) => {}
                 Err(e) if e.status.is_client_error() => {
-                    tracing::warn!(bucket = %record.bucket, key = %record.key, error = %e, "not starting a job");
+                    tracing::warn!(bucket = ?record.bucket, key = ?record.key, error = %e, "not starting a job");
                 }
                 Err(e) => {
-                    tracing::warn!(key = %record.key, error = %e, "could not start the job; will retry");
+                    tracing::warn!(key = ?record.key, error = %e, "could not start the job; will retry");
                     done = false;
                 }
             }

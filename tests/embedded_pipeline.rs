@@ -64,7 +64,7 @@ async fn without_wait_the_job_is_queued_and_its_status_url_follows_it() {
 async fn a_file_dropped_into_the_original_bucket_is_processed_once_with_no_api_call() {
     let s = TestServer::start(test_options()).await;
     s.drop_file("original", "big.png", &gradient_png(4000, 3000));
-    let out_path = s.bucket_file("resized", "resized/big_thumbnail.jpg");
+    let out_path = s.bucket_file("resized", "resized/big.png.thumbnail.jpg");
     let out = eventually(SECS_30, "the watcher's thumbnail", || async { std::fs::read(&out_path).ok() }).await;
     assert_eq!(jpeg_dimensions(&out), Some((512, 384)), "4000×3000 → 512×384");
     // Several more scans pass: still exactly one job for the file.
@@ -91,7 +91,7 @@ async fn a_half_written_file_is_not_picked_up_until_it_settles() {
         let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&png[png.len() / 2..]).expect("rest");
     }
-    let out_path = s.bucket_file("resized", "resized/slow_thumbnail.jpg");
+    let out_path = s.bucket_file("resized", "resized/slow.png.thumbnail.jpg");
     let out = eventually(SECS_30, "thumbnail", || async { std::fs::read(&out_path).ok() }).await;
     assert_eq!(jpeg_dimensions(&out), Some((512, 384)));
     let jobs = orchestrator_list(&s).await;

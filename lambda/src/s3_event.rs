@@ -61,11 +61,11 @@ impl S3EventHandler {
             match self.intake.submit(request).await {
                 Ok(job) => handled.started.push(job.job_id),
                 Err(e) if e.status.is_client_error() => {
-                    tracing::warn!(%bucket, %key, error = %e, "not starting a job");
+                    tracing::warn!(?bucket, ?key, error = %e, "not starting a job");
                     handled.skipped += 1;
                 }
                 Err(e) => {
-                    tracing::error!(%bucket, %key, error = %e, "could not start the job; failing the invocation");
+                    tracing::error!(?bucket, ?key, error = %e, "could not start the job; failing the invocation");
                     failures.push(format!("{bucket}/{key}: {e}"));
                 }
             }
@@ -90,11 +90,11 @@ impl S3EventHandler {
             return None;
         };
         let Some(key) = form_decode(raw_key) else {
-            tracing::warn!(%bucket, key = raw_key, "ignoring a key that does not decode to UTF-8");
+            tracing::warn!(?bucket, key = ?raw_key, "ignoring a key that does not decode to UTF-8");
             return None;
         };
         if bucket == self.destination_bucket && key.starts_with(OUTPUT_PREFIX) {
-            tracing::debug!(%key, "ignoring our own output");
+            tracing::debug!(?key, "ignoring our own output");
             return None;
         }
         Some(ProcessRequest {

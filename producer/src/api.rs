@@ -173,9 +173,41 @@ fn finished_response(record: &JobRecord) -> Response {
     }
 }
 
+/// The source metadata a job record shows: what the image is, never who took it, with what,
+/// when or where. Camera make and model, capture time and any field not listed here (a
+/// serial number, an owner, coordinates, should the engine ever record them) stay out of
+/// `GET /jobs`; the sidecar in the destination bucket is the place for them.
+pub const PUBLIC_METADATA_FIELDS: &[&str] = &[
+    "format",
+    "width",
+    "height",
+    "uprightWidth",
+    "uprightHeight",
+    "orientation",
+    "colorSpace",
+    "bitDepth",
+    "hasAlpha",
+    "hasIcc",
+    "iccDropped",
+    "hasExif",
+    "hasXmp",
+    "hasGps",
+    "progressive",
+];
+
+/// `record` as the API shows it: its metadata cut down to [`PUBLIC_METADATA_FIELDS`].
+pub fn public_record(mut record: JobRecord) -> JobRecord {
+    if let Some(serde_json::Value::Object(fields)) = &mut record.metadata {
+        fields.retain(|name, _| PUBLIC_METADATA_FIELDS.contains(&name.as_str()));
+    } else {
+        record.metadata = None;
+    }
+    record
+}
+
 async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
     match state.intake.orchestrator.get(&id).await {
-        Ok(Some(record)) => Ok(Json(record)),
+        Ok(Some(record)) => Ok(Json(public_record(record))),
         Ok(None) => Err(ApiError::not_found("JobNotFound", format!("no job {id:?}"))),
         Err(e) => Err(ApiError::unavailable(e.to_string())),
     }
@@ -197,6 +229,7 @@ async fn list_jobs(
         Some(Err(_)) => return Err(ApiError::bad_request("InvalidQuery", "limit must be a whole number")),
     };
     let jobs = state.intake.orchestrator.list(limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let jobs: Vec<JobRecord> = jobs.into_iter().map(public_record).collect();
     Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
 }
 

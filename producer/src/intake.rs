@@ -68,7 +68,7 @@ impl Intake {
         }
         let job = Job::new(request.source_bucket, request.source_key, request.destination_bucket, renditions);
         self.orchestrator.start(job.clone()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-        tracing::info!(job_id = %job.job_id, key = %job.source_key, "job started");
+        tracing::info!(job_id = %job.job_id, key = ?job.source_key, "job started");
         Ok(job)
     }
 }

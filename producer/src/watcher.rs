@@ -142,10 +142,10 @@ impl FolderWatcher {
                     submitted += 1;
                 }
                 Err(e) if e.status.is_client_error() => {
-                    tracing::warn!(%key, error = %e, "not submitting this file");
+                    tracing::warn!(?key, error = %e, "not submitting this file");
                     self.record(&key, stamp, "").await?;
                 }
-                Err(e) => tracing::warn!(%key, error = %e, "could not submit; will try again"),
+                Err(e) => tracing::warn!(?key, error = %e, "could not submit; will try again"),
             }
         }
         pending.retain(|k, _| present.contains_key(k));

@@ -71,7 +71,8 @@ impl Format {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rendition {
-    /// Names the output: `<stem>_<name>.<ext>`. Lowercase letters, digits, `-` and `_`.
+    /// Names the output (see [`output_key`]): 1–32 lowercase letters, digits and `-`. No `_`
+    /// or `.`, so the name can always be told apart from the source's name before it.
     pub name: String,
     /// Box width in pixels; absent means "follow the height".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,9 +119,9 @@ impl Rendition {
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 32
-            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok {
-            return Err(format!("rendition name {:?} must be 1-32 characters of a-z, 0-9, '-' or '_'", self.name));
+            return Err(format!("rendition name {:?} must be 1-32 characters of a-z, 0-9 or '-'", self.name));
         }
         for (label, dim) in [("width", self.width), ("height", self.height)] {
             if let Some(d) = dim {
@@ -180,31 +181,55 @@ pub fn validate_list(list: &[Rendition]) -> Result<(), String> {
     Ok(())
 }
 
-/// Splits a source key into its directory part (with trailing `/`, or empty) and its stem.
-fn dir_and_stem(source_key: &str) -> (&str, &str) {
+/// The extension a source keeps out of its outputs' names: the seed project's `myphoto.jpg`
+/// gives `myphoto_thumbnail.jpg`.
+const PLAIN_EXTENSION: &str = ".jpg";
+
+/// Splits a source key into its folder (with its trailing `/`, or empty), the base its outputs
+/// are named after, and the separator between that base and a rendition's name.
+///
+/// A file named `<stem>.jpg` (a non-empty stem) gives its stem and `_`; any other file (another
+/// extension, `.JPG`, none, a dot-file) gives its whole name and `.`. Rendition names hold
+/// neither `_` nor `.`, so the last of either in an output key is the separator, and the
+/// separator says whether `.jpg` was dropped: the source is always recoverable.
+fn dir_base_separator(source_key: &str) -> (&str, &str, char) {
     let (dir, file) = match source_key.rfind('/') {
         Some(i) => source_key.split_at(i + 1),
         None => ("", source_key),
     };
-    let stem = match file.rfind('.') {
-        Some(i) if i > 0 => &file[..i],
-        _ => file,
-    };
-    (dir, stem)
+    match file.strip_suffix(PLAIN_EXTENSION) {
+        Some(stem) if !stem.is_empty() => (dir, stem, '_'),
+        _ => (dir, file, '.'),
+    }
 }
 
-/// The key of a rendition's output: `resized/<dir of source>/<stem>_<rendition>.<ext>`.
+/// The key of a rendition's output: `resized/<folder of source>/<base><sep><rendition>.<ext>`,
+/// where a source `<stem>.jpg` gives base `<stem>` and separator `_`, and any other source
+/// file gives its whole name and `.`:
 ///
-/// Deterministic, so a redelivered job rewrites the same keys.
+/// | source | rendition | output |
+/// | --- | --- | --- |
+/// | `myphoto.jpg` | `thumbnail` (JPEG) | `resized/myphoto_thumbnail.jpg` |
+/// | `photos/a.jpg` | `thumbnail` (JPEG) | `resized/photos/a_thumbnail.jpg` |
+/// | `a.png` | `thumbnail` (JPEG) | `resized/a.png.thumbnail.jpg` |
+/// | `a.png.jpg` | `thumbnail` (JPEG) | `resized/a.png_thumbnail.jpg` |
+/// | `scan` | `small` (WebP) | `resized/scan.small.webp` |
+///
+/// Injective for valid rendition names (no `_`, no `.`): two different sources, or two
+/// renditions of different names or formats, never write the same key. Deterministic, so a
+/// redelivered job rewrites the same keys.
 pub fn output_key(source_key: &str, rendition: &Rendition) -> String {
-    let (dir, stem) = dir_and_stem(source_key);
-    format!("{OUTPUT_PREFIX}{dir}{stem}_{}.{}", rendition.name, rendition.format.extension())
+    let (dir, base, sep) = dir_base_separator(source_key);
+    format!("{OUTPUT_PREFIX}{dir}{base}{sep}{}.{}", rendition.name, rendition.format.extension())
 }
 
-/// The key of the metadata sidecar written beside a job's renditions.
+/// The key of the metadata sidecar written beside a job's renditions: as [`output_key`] with
+/// `metadata.json` in place of `<rendition>.<ext>` (`resized/myphoto_metadata.json`,
+/// `resized/a.png.metadata.json`). Injective too, and never a rendition's key: no rendition
+/// format ends in `.json`.
 pub fn sidecar_key(source_key: &str) -> String {
-    let (dir, stem) = dir_and_stem(source_key);
-    format!("{OUTPUT_PREFIX}{dir}{stem}_metadata.json")
+    let (dir, base, sep) = dir_base_separator(source_key);
+    format!("{OUTPUT_PREFIX}{dir}{base}{sep}metadata.json")
 }
 
 #[cfg(test)]
@@ -215,12 +240,86 @@ mod tests {
     fn output_keys_follow_the_seed_project() {
         let t = Rendition::thumbnail();
         assert_eq!(output_key("myphoto.jpg", &t), "resized/myphoto_thumbnail.jpg");
-        assert_eq!(output_key("a/b/c.d.png", &t), "resized/a/b/c.d_thumbnail.jpg");
-        assert_eq!(output_key("noext", &t), "resized/noext_thumbnail.jpg");
-        assert_eq!(output_key("dir/.hidden", &t), "resized/dir/.hidden_thumbnail.jpg");
+        assert_eq!(output_key("photos/a.jpg", &t), "resized/photos/a_thumbnail.jpg");
+        assert_eq!(output_key("a/b/c.d.jpg", &t), "resized/a/b/c.d_thumbnail.jpg");
+        assert_eq!(output_key("a/b/c.d.png", &t), "resized/a/b/c.d.png.thumbnail.jpg");
+        assert_eq!(output_key("noext", &t), "resized/noext.thumbnail.jpg");
+        assert_eq!(output_key("dir/.hidden", &t), "resized/dir/.hidden.thumbnail.jpg");
+        assert_eq!(output_key("dir/.jpg", &t), "resized/dir/.jpg.thumbnail.jpg");
+        assert_eq!(output_key("UPPER.JPG", &t), "resized/UPPER.JPG.thumbnail.jpg");
         assert_eq!(sidecar_key("a/photo.jpg"), "resized/a/photo_metadata.json");
+        assert_eq!(sidecar_key("a/photo.png"), "resized/a/photo.png.metadata.json");
         let webp = Rendition { name: "w".into(), format: Format::Webp, ..t };
         assert_eq!(output_key("x.jpg", &webp), "resized/x_w.webp");
+    }
+
+    fn named(name: &str, format: Format) -> Rendition {
+        Rendition { name: name.into(), format, ..Rendition::thumbnail() }
+    }
+
+    #[test]
+    fn different_sources_never_share_an_output_key() {
+        let jpeg = |name: &str| named(name, Format::Jpeg);
+        // Each pair collided under `<stem>_<rendition>.<ext>` (or would under a looser rule).
+        let pairs = [
+            (("a.jpg", jpeg("thumbnail")), ("a.png", jpeg("thumbnail"))),
+            (("a.jpg", jpeg("thumbnail")), ("a", jpeg("thumbnail"))),
+            (("a.jpg", jpeg("thumbnail")), ("a.jpeg", jpeg("thumbnail"))),
+            (("a.jpg", jpeg("thumbnail")), ("a.JPG", jpeg("thumbnail"))),
+            (("a.png", jpeg("thumbnail")), ("a.png.jpg", jpeg("thumbnail"))),
+            (("c.d.jpg", jpeg("thumbnail")), ("c.d", jpeg("thumbnail"))),
+            (("x_small.jpg", jpeg("thumbnail")), ("x.jpg", jpeg("small-thumbnail"))),
+            (("x-small.jpg", jpeg("thumbnail")), ("x.jpg", jpeg("small-thumbnail"))),
+            (("x.small.jpg", jpeg("thumbnail")), ("x.jpg", jpeg("small-thumbnail"))),
+            (("x.thumbnail", jpeg("small")), ("x", jpeg("thumbnail-small"))),
+            (("d/a.jpg", jpeg("t")), ("d_a.jpg", jpeg("t"))),
+            (("a.jpg", named("t", Format::Jpeg)), ("a.jpg", named("t", Format::Png))),
+        ];
+        for ((key_a, r_a), (key_b, r_b)) in pairs {
+            let (a, b) = (output_key(key_a, &r_a), output_key(key_b, &r_b));
+            assert_ne!(a, b, "{key_a} + {} and {key_b} + {}", r_a.name, r_b.name);
+        }
+        for (a, b) in [("a.jpg", "a.png"), ("a.jpg", "a"), ("a.png", "a.png.jpg"), ("c.d.jpg", "c.d")] {
+            assert_ne!(sidecar_key(a), sidecar_key(b), "{a} and {b}");
+        }
+        // The sidecar is not a rendition, even one named `metadata`.
+        assert_ne!(sidecar_key("a.jpg"), output_key("a.jpg", &jpeg("metadata")));
+        assert!(validate_list(&[jpeg("small_thumbnail")]).is_err(), "'_' would make the separator ambiguous");
+        assert!(validate_list(&[jpeg("small.thumbnail")]).is_err());
+    }
+
+    #[test]
+    fn output_keys_are_injective_over_a_small_alphabet() {
+        // Every key of up to 5 of these pieces, with every name and two formats.
+        let pieces = ["a", ".", "_", "/", "-", ".jpg", ".png", "metadata"];
+        let mut keys = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            frontier = frontier.iter().flat_map(|k| pieces.iter().map(move |p| format!("{k}{p}"))).collect();
+            keys.extend(frontier.iter().cloned());
+        }
+        keys.sort();
+        keys.dedup();
+        let names = ["a", "b", "a-b", "ab", "thumbnail", "metadata", "jpg", "png"];
+        let renditions: Vec<Rendition> = names
+            .iter()
+            .flat_map(|n| [named(n, Format::Jpeg), named(n, Format::Png)])
+            .inspect(|r| assert!(r.validate().is_ok(), "{r:?}"))
+            .collect();
+        let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for key in keys.iter().filter(|k| !k.is_empty()) {
+            for r in &renditions {
+                let origin = format!("{key:?} + {} ({:?})", r.name, r.format);
+                if let Some(other) = seen.insert(output_key(key, r), origin.clone()) {
+                    panic!("{origin} and {other} write {}", output_key(key, r));
+                }
+            }
+            let origin = format!("{key:?} sidecar");
+            if let Some(other) = seen.insert(sidecar_key(key), origin.clone()) {
+                panic!("{origin} and {other} write {}", sidecar_key(key));
+            }
+        }
+        assert!(seen.len() > 500_000, "the alphabet covers {} keys", seen.len());
     }
 
     #[test]
@@ -229,6 +328,8 @@ mod tests {
         assert!(ok.validate().is_ok());
         let cases = [
             Rendition { name: "Bad Name".into(), ..ok.clone() },
+            Rendition { name: "under_score".into(), ..ok.clone() },
+            Rendition { name: "dot.ted".into(), ..ok.clone() },
             Rendition { width: None, height: None, ..ok.clone() },
             Rendition { width: Some(0), ..ok.clone() },
             Rendition { width: Some(MAX_DIMENSION + 1), ..ok.clone() },

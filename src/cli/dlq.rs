@@ -114,14 +114,46 @@ pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// An entry as `list --json` and `show` print it, task tokens redacted.
 fn item_json(item: &DlqItem) -> serde_json::Value {
-    match &item.letter {
+    let mut json = match &item.letter {
         Ok(letter) => serde_json::json!({
             "messageId": item.message_id, "receiveCount": item.receive_count, "deadLetter": letter,
         }),
-        Err(why) => serde_json::json!({
-            "messageId": item.message_id, "receiveCount": item.receive_count, "unreadable": why, "body": item.body,
-        }),
+        Err(why) => {
+            let body = match serde_json::from_str::<serde_json::Value>(&item.body) {
+                Ok(mut body) => {
+                    redact_tokens(&mut body);
+                    body.to_string()
+                }
+                Err(_) if item.body.contains("taskToken") => REDACTED.to_owned(),
+                Err(_) => item.body.clone(),
+            };
+            serde_json::json!({
+                "messageId": item.message_id, "receiveCount": item.receive_count, "unreadable": why, "body": body,
+            })
+        }
+    };
+    redact_tokens(&mut json);
+    json
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// A task token lets whoever holds it answer for a Step Functions task: never printed.
+fn redact_tokens(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                if name == "taskToken" {
+                    *field = REDACTED.into();
+                } else {
+                    redact_tokens(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_tokens),
+        _ => {}
     }
 }
 
@@ -135,4 +167,49 @@ fn confirm() -> anyhow::Result<bool> {
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::dead_letter::DeadLetter;
+    use protocol::error::JobError;
+    use protocol::job::{JobRecord, JobState};
+
+    #[test]
+    fn task_tokens_are_never_printed() {
+        let record = JobRecord {
+            job_id: "j1".into(),
+            state: JobState::DeadLetter,
+            attempts: 3,
+            source_bucket: "original".into(),
+            source_key: "a.jpg".into(),
+            destination_bucket: "resized".into(),
+            renditions: vec![protocol::Rendition::thumbnail()],
+            created_at: String::new(),
+            updated_at: String::new(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: Some(JobError::permanent("CorruptImage", "bad")),
+            history: Vec::new(),
+        };
+        let mut letter = DeadLetter::from_record(&record);
+        letter.job.task_token = Some("SECRET-TOKEN".into());
+        let body = serde_json::to_string(&letter.job).expect("json");
+        let items = [
+            DlqItem { message_id: "m1".into(), body: body.clone(), letter: Ok(letter), receive_count: 1 },
+            DlqItem { message_id: "m2".into(), body, letter: Err("unknown version".into()), receive_count: 1 },
+            DlqItem {
+                message_id: "m3".into(),
+                body: r#"{"taskToken":"SECRET-TOKEN","#.into(),
+                letter: Err("not JSON".into()),
+                receive_count: 1,
+            },
+        ];
+        for item in &items {
+            let shown = serde_json::to_string_pretty(&item_json(item)).expect("json");
+            assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
+            assert!(shown.contains(REDACTED), "{shown}");
+        }
+    }
 }

@@ -48,7 +48,7 @@ impl Faults {
     /// A retryable `InjectedFault` for the attempts configured to fail.
     pub async fn before_attempt(&self, job: &Job) -> Result<(), JobError> {
         if self.crash_key.as_deref().is_some_and(|k| job.source_key.contains(k)) {
-            tracing::error!(key = %job.source_key, "injected crash");
+            tracing::error!(key = ?job.source_key, "injected crash");
             std::process::abort();
         }
         if !self.delay.is_zero() {

@@ -75,11 +75,12 @@ pub enum BlobError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// Local file-system failure.
-    #[error("i/o error on {path}: {source}")]
+    /// Local file-system failure. The message names the object and the kind of failure, never
+    /// a file's path (nor the underlying error's own text, which may hold one).
+    #[error("storage i/o error on {object}: {}", .source.kind())]
     Io {
-        /// The file involved.
-        path: String,
+        /// The object involved (`bucket/key`), or the part of the store.
+        object: String,
         /// The underlying error.
         source: std::io::Error,
     },
@@ -159,7 +160,11 @@ pub trait BlobStore: Send + Sync + Debug {
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<BlobMeta>, BlobError>;
 }
 
-/// Checks an object key: non-empty, at most [`MAX_KEY_BYTES`], no leading `/`, no NUL, no `..` segment.
+/// Checks an object key: non-empty, at most [`MAX_KEY_BYTES`], no leading `/`, no `..`
+/// segment, and only characters every backend and message carries unchanged: no control
+/// character (C0, DEL or C1: a newline or a NUL in a key could forge a log line or cut a
+/// path), no backslash (a path separator elsewhere), no Unicode noncharacter (SQS refuses
+/// U+FFFE and U+FFFF in a message body, and the others are not for interchange).
 ///
 /// # Errors
 /// [`BlobError::InvalidName`] saying which rule the key breaks.
@@ -170,8 +175,12 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
         Some("key is longer than 1024 bytes")
     } else if key.starts_with('/') {
         Some("key starts with '/'")
-    } else if key.contains('\0') {
-        Some("key contains a NUL byte")
+    } else if key.chars().any(char::is_control) {
+        Some("key contains a control character")
+    } else if key.contains('\\') {
+        Some("key contains a backslash")
+    } else if key.chars().any(is_noncharacter) {
+        Some("key contains a Unicode noncharacter")
     } else if key.split('/').any(|s| s == "..") {
         Some("key contains a '..' segment")
     } else {
@@ -181,6 +190,12 @@ pub fn validate_key(key: &str) -> Result<(), BlobError> {
         Some(reason) => Err(BlobError::InvalidName { name: key.into(), reason }),
         None => Ok(()),
     }
+}
+
+/// U+FDD0–U+FDEF and the last two code points of every plane (U+FFFE, U+FFFF, U+1FFFE, ...).
+fn is_noncharacter(c: char) -> bool {
+    let c = u32::from(c);
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
 }
 
 /// Checks a bucket name by S3's rules: 3–63 of `a-z 0-9 . -`, starting and ending with a letter or digit.
@@ -229,11 +244,49 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
-        for good in ["a.jpg", "dir/sub/a b.jpg", "..a/b..", "x".repeat(1024).as_str()] {
+        let longest = "x".repeat(1024);
+        let good_keys = [
+            "a.jpg",
+            "dir/sub/a b.jpg",
+            "..a/b..",
+            longest.as_str(),
+            "caf\u{e9}/\u{65e5}\u{672c}.jpg",
+            "emoji-\u{1F600}.png",
+            "last-bmp-\u{FFFD}.jpg",
+            "after-surrogates-\u{E000}.jpg",
+            "plane-16-\u{10FFFD}.jpg",
+            "a+b=c&d;e,f@g#h(i)[j]{k}~'!$%.jpg",
+        ];
+        for good in good_keys {
             assert!(validate_key(good).is_ok(), "{good}");
         }
         let long = "x".repeat(1025);
-        for bad in ["", "/abs.jpg", "a/../b", "..", "../x", "a/..", "nul\0.jpg", long.as_str()] {
+        let bad_keys = [
+            "",
+            "/abs.jpg",
+            "a/../b",
+            "..",
+            "../x",
+            "a/..",
+            "nul\0.jpg",
+            long.as_str(),
+            "line\nbreak.jpg",
+            "cr\r.jpg",
+            "tab\t.jpg",
+            "esc\u{1b}[31m.jpg",
+            "del\u{7f}.jpg",
+            "c1-\u{85}.jpg",
+            "c1-\u{9f}.jpg",
+            "back\\slash.jpg",
+            "dir\\..\\x.jpg",
+            "nonchar-\u{FFFE}.jpg",
+            "nonchar-\u{FFFF}.jpg",
+            "nonchar-\u{FDD0}.jpg",
+            "nonchar-\u{FDEF}.jpg",
+            "nonchar-\u{1FFFE}.jpg",
+            "nonchar-\u{10FFFF}.jpg",
+        ];
+        for bad in bad_keys {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,0 +1,166 @@
+//! The API in process: requests through the router with `oneshot`, a local store in a temp
+//! dir, and an in-memory orchestrator whose records the test controls.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use pipeline_core::blob::local::LocalBlobStore;
+use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
+use producer::api::{ApiState, router};
+use producer::intake::Intake;
+use protocol::job::{JobRecord, JobState};
+use protocol::message::Job;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+/// Records started jobs; answers `get` and `list` from them.
+#[derive(Debug, Default)]
+struct Jobs(Mutex<Vec<JobRecord>>);
+
+#[async_trait]
+impl Orchestrator for Jobs {
+    async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
+        let record = JobRecord {
+            job_id: job.job_id,
+            state: JobState::ProcessImage,
+            attempts: 1,
+            source_bucket: job.source_bucket,
+            source_key: job.source_key,
+            destination_bucket: job.destination_bucket,
+            renditions: job.renditions,
+            created_at: "2024-01-01T00:00:00Z".into(),
+            updated_at: "2024-01-01T00:00:00Z".into(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: None,
+            history: Vec::new(),
+        };
+        self.0.lock().expect("lock").push(record);
+        Ok(())
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
+        Ok(self.0.lock().expect("lock").iter().find(|r| r.job_id == job_id).cloned())
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
+        Ok(self.0.lock().expect("lock").iter().rev().take(limit).cloned().collect())
+    }
+}
+
+struct App {
+    data: TempDir,
+    jobs: Arc<Jobs>,
+    router: Router,
+}
+
+fn app() -> App {
+    let data = TempDir::new().expect("data dir");
+    let store = LocalBlobStore::new(data.path());
+    store.create_bucket("original").expect("bucket");
+    store.create_bucket("resized").expect("bucket");
+    let jobs = Arc::new(Jobs::default());
+    let intake = Intake {
+        orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
+        blobs: Arc::new(store),
+        allowed_buckets: vec!["original".into(), "resized".into()],
+    };
+    App { router: router(ApiState::new(intake, Vec::new())), data, jobs }
+}
+
+async fn call(router: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let response = router.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("a JSON body"))
+}
+
+fn process(key: &str) -> Request<Body> {
+    let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" });
+    Request::post("/process")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn keys_no_backend_could_carry_are_refused_at_intake() {
+    let app = app();
+    let bad = [
+        "line\nbreak.jpg",
+        "cr\r.jpg",
+        "tab\t.jpg",
+        "del\u{7f}.jpg",
+        "esc\u{1b}[2J.jpg",
+        "c1\u{85}.jpg",
+        "back\\slash.jpg",
+        "nonchar\u{FFFE}.jpg",
+        "nonchar\u{FFFF}.jpg",
+        "nonchar\u{FDD0}.jpg",
+    ];
+    for key in bad {
+        // The file exists: only the key rules stand between it and a job.
+        std::fs::write(app.data.path().join("buckets/original").join(key), b"x").expect("write source");
+        let (status, body) = call(&app.router, process(key)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}: {body}");
+        assert_eq!(body["error"]["code"], "InvalidKey", "{key:?}: {body}");
+        let message = body["error"]["message"].as_str().expect("a message");
+        assert!(!message.contains(key), "the message quotes the key escaped: {message}");
+    }
+    assert!(app.jobs.0.lock().expect("lock").is_empty(), "no job started");
+
+    std::fs::write(app.data.path().join("buckets/original/caf\u{e9}.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("caf\u{e9}.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn error_bodies_name_the_object_never_a_local_path() {
+    let app = app();
+    let data_dir = app.data.path().to_string_lossy().into_owned();
+    // A missing source: 404.
+    let (status, body) = call(&app.router, process("missing.jpg")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.to_string().contains(&data_dir), "{body}");
+    // A file name longer than the file system allows: an i/o failure, 503.
+    let long = format!("{}.jpg", "a".repeat(300));
+    let (status, body) = call(&app.router, process(&long)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["error"]["message"].as_str().expect("a message");
+    assert!(!message.contains(&data_dir), "the data dir leaks: {message}");
+    assert!(!message.contains("buckets/"), "the store's layout leaks: {message}");
+    assert!(message.contains(&format!("original/{long}")), "the object is named: {message}");
+}
+
+#[tokio::test]
+async fn job_records_show_no_camera_or_capture_facts() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["jobId"].as_str().expect("job id").to_owned();
+    app.jobs.0.lock().expect("lock")[0].metadata = Some(serde_json::json!({
+        "format": "jpeg", "width": 4000, "height": 3000, "uprightWidth": 3000, "uprightHeight": 4000,
+        "orientation": 6, "colorSpace": "rgb", "bitDepth": 8, "hasAlpha": false, "hasIcc": true,
+        "hasExif": true, "hasXmp": false, "hasGps": true, "progressive": false,
+        "cameraMake": "Canon", "cameraModel": "EOS R5", "captureTime": "2024-05-01T10:11:12+02:00",
+        "gpsLatitude": 48.85, "bodySerialNumber": "0123456789", "artist": "Jane Doe",
+    }));
+    let get = |uri: String| Request::get(uri).body(Body::empty()).expect("request");
+    let (_, one) = call(&app.router, get(format!("/jobs/{id}"))).await;
+    let (_, full) = call(&app.router, get(format!("/jobs/{id}?metadata=full"))).await;
+    let (_, list) = call(&app.router, get("/jobs".into())).await;
+    for metadata in [&one["metadata"], &full["metadata"], &list["jobs"][0]["metadata"]] {
+        assert_eq!(metadata["width"], 4000, "{metadata}");
+        assert_eq!(metadata["orientation"], 6, "{metadata}");
+        assert_eq!(metadata["format"], "jpeg", "{metadata}");
+        let text = metadata.to_string();
+        for private in ["Canon", "EOS R5", "2024-05-01", "48.85", "0123456789", "Jane Doe"] {
+            assert!(!text.contains(private), "{private} shown: {text}");
+        }
+    }
+}
