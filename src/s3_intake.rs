@@ -71,7 +71,7 @@ impl S3EventIntake {
             };
             match self.intake.submit(request).await {
                 Ok(_) => {}
-                Err(e) if e.status.is_client_error() => {
+                Err(e) if !e.is_retryable() => {
                     tracing::warn!(bucket = ?record.bucket, key = ?record.key, error = %e, "not starting a job");
                 }
                 Err(e) => {

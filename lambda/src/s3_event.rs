@@ -60,7 +60,7 @@ impl S3EventHandler {
             let (bucket, key) = (request.source_bucket.clone(), request.source_key.clone());
             match self.intake.submit(request).await {
                 Ok(job) => handled.started.push(job.job_id),
-                Err(e) if e.status.is_client_error() => {
+                Err(e) if !e.is_retryable() => {
                     tracing::warn!(?bucket, ?key, error = %e, "not starting a job");
                     handled.skipped += 1;
                 }

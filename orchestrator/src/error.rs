@@ -25,6 +25,7 @@ impl From<EngineError> for OrchestratorError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Orchestrator(e) => e,
+            e @ EngineError::Exists(_) => OrchestratorError::conflict(e.to_string()),
             other => OrchestratorError::new(other.to_string()),
         }
     }

@@ -266,3 +266,12 @@ async fn the_embedded_engine_passes_the_orchestrator_suite() {
     shutdown.cancel();
     running.await.expect("the engine stopped");
 }
+
+#[tokio::test]
+async fn a_second_start_under_a_used_id_is_a_conflict_not_an_outage() {
+    let r = rig(Policy::default());
+    let job = new_job();
+    r.engine.start(job.clone()).await.expect("started");
+    let err = r.engine.start(job).await.expect_err("the id is taken");
+    assert!(err.conflict, "intake answers 409, not 503: {err}");
+}

@@ -156,7 +156,7 @@ impl Orchestrator for SfnOrchestrator {
             tracing::info!(job_id = %job.job_id, "execution already started");
             Ok(())
         } else {
-            Err(OrchestratorError::new(format!("another job already ran under the id {}", job.job_id)))
+            Err(OrchestratorError::conflict(format!("another job already ran under the id {}", job.job_id)))
         }
     }
 

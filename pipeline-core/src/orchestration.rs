@@ -14,12 +14,20 @@ use protocol::message::Job;
 pub struct OrchestratorError {
     /// What went wrong.
     pub message: String,
+    /// A job with this id already exists (trying again cannot help); otherwise the
+    /// orchestrator or its store failed, and a later try may pass.
+    pub conflict: bool,
 }
 
 impl OrchestratorError {
-    /// An error with this message.
+    /// The orchestrator or its store failed.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self { message: message.into(), conflict: false }
+    }
+
+    /// Another job already holds this id.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { message: message.into(), conflict: true }
     }
 }
 

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use protocol::intake::IntakeError;
 
 /// An error the API answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,20 @@ impl ApiError {
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+/// The one place intake refusals become HTTP statuses.
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        let status = match &e {
+            IntakeError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            IntakeError::InvalidKey(_) | IntakeError::InvalidRendition(_) => StatusCode::BAD_REQUEST,
+            IntakeError::SourceMissing { .. } => StatusCode::NOT_FOUND,
+            IntakeError::Conflict(_) => StatusCode::CONFLICT,
+            IntakeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, e.code(), e.to_string())
     }
 }
 

@@ -4,14 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use pipeline_core::blob::{BlobError, BlobStore, validate_key};
 use pipeline_core::orchestration::Orchestrator;
+use protocol::intake::IntakeError;
 use protocol::message::Job;
 use protocol::rendition::{self, Rendition};
 use serde::Deserialize;
-
-use crate::error::ApiError;
 
 /// The request body of `POST /process`, as the original project sent it.
 #[derive(Clone, Debug, Deserialize)]
@@ -43,31 +41,28 @@ impl Intake {
     /// Validates `request` and starts its job.
     ///
     /// # Errors
-    /// 400 for a bad key or renditions, 403 for a bucket outside the allow-list, 404 for
-    /// a missing source, 503 when storage or the orchestrator fails.
-    pub async fn submit(&self, request: ProcessRequest) -> Result<Job, ApiError> {
+    /// An [`IntakeError`]: permanent for a bucket outside the allow-list, a bad key or
+    /// renditions, a missing source or a used id; retryable when storage or the
+    /// orchestrator fails.
+    pub async fn submit(&self, request: ProcessRequest) -> Result<Job, IntakeError> {
         for bucket in [&request.source_bucket, &request.destination_bucket] {
             if !self.allowed_buckets.iter().any(|b| b == bucket) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "BucketNotAllowed",
-                    format!("bucket {bucket:?} is not in the allow-list {:?}", self.allowed_buckets),
-                ));
+                return Err(IntakeError::NotAllowed { bucket: bucket.clone(), allowed: self.allowed_buckets.clone() });
             }
         }
-        validate_key(&request.source_key).map_err(|e| ApiError::bad_request("InvalidKey", e.to_string()))?;
+        validate_key(&request.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
         let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
-        rendition::validate_list(&renditions).map_err(|m| ApiError::bad_request("InvalidRendition", m))?;
+        rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
         match self.blobs.head(&request.source_bucket, &request.source_key).await {
             Ok(_) => {}
-            Err(BlobError::NotFound { bucket, key }) => {
-                return Err(ApiError::not_found("SourceNotFound", format!("{bucket}/{key} does not exist")));
-            }
-            Err(e @ BlobError::InvalidName { .. }) => return Err(ApiError::bad_request("InvalidKey", e.to_string())),
-            Err(e) => return Err(ApiError::unavailable(e.to_string())),
+            Err(BlobError::NotFound { bucket, key }) => return Err(IntakeError::SourceMissing { bucket, key }),
+            Err(e @ BlobError::InvalidName { .. }) => return Err(IntakeError::InvalidKey(e.to_string())),
+            Err(e) => return Err(IntakeError::Unavailable(e.to_string())),
         }
         let job = Job::new(request.source_bucket, request.source_key, request.destination_bucket, renditions);
-        self.orchestrator.start(job.clone()).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+        self.orchestrator.start(job.clone()).await.map_err(|e| {
+            if e.conflict { IntakeError::Conflict(e.to_string()) } else { IntakeError::Unavailable(e.to_string()) }
+        })?;
         tracing::info!(job_id = %job.job_id, key = ?job.source_key, "job started");
         Ok(job)
     }

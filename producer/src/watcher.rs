@@ -141,7 +141,7 @@ impl FolderWatcher {
                     self.record(&key, stamp, &job.job_id).await?;
                     submitted += 1;
                 }
-                Err(e) if e.status.is_client_error() => {
+                Err(e) if !e.is_retryable() => {
                     tracing::warn!(?key, error = %e, "not submitting this file");
                     self.record(&key, stamp, "").await?;
                 }

@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`message`]: versioned JSON messages (`"v":1`) — jobs, reports, outputs.
 //! - [`error`]: the retryable / permanent classification every failure is folded into.
+//! - [`intake`]: why a request to start a job was refused, with its class.
 //! - [`rendition`]: what a job asks the image engine to produce, and the output key rules.
 //! - [`workflow`]: `ImageProcessingWorkflow` — states, retry policy, the pure [`workflow::step`].
 //! - [`job`]: a job as both orchestrators record it (state, attempts, history).
@@ -18,6 +19,7 @@
 pub mod asl;
 pub mod dead_letter;
 pub mod error;
+pub mod intake;
 pub mod job;
 pub mod message;
 pub mod rendition;

@@ -73,7 +73,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
                 jobs.push(job.job_id);
             }
             Err(e) => {
-                eprintln!("imgpipe: {}: {}", file.display(), e.message);
+                eprintln!("imgpipe: {}: {e} ({})", file.display(), e.code());
                 failed = true;
             }
         }
