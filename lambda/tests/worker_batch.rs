@@ -24,8 +24,8 @@ use sfn_harness::{Rig, states};
 use tokio_util::sync::CancellationToken;
 use worker::WorkerDeps;
 use worker::attempt::Attempts;
-use worker::engine::Limits;
 use worker::faults::Faults;
+use worker::image::Limits;
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 

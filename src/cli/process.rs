@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use protocol::rendition::{Fit, Format, Rendition};
-use worker::engine::{Limits, render};
+use worker::image::{Limits, render};
 
 /// How the image fits the box (see `Fit`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -22,8 +22,8 @@ use protocol::rendition::Rendition;
 use protocol::workflow::{Jitter, Policy, RetryPolicy};
 use tokio_util::sync::CancellationToken;
 use wiring::functions::{self, ProducerFunction};
-use worker::engine::Limits;
 use worker::faults::Faults;
+use worker::image::Limits;
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
 use crate::emulator::{aws, unique};

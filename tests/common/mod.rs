@@ -57,7 +57,7 @@ pub fn test_options() -> ServeOptions {
                 drain_deadline: Duration::from_secs(5),
                 max_receive_count: 5,
             },
-            limits: worker::engine::Limits::default(),
+            limits: worker::image::Limits::default(),
             cache_control: Some("max-age=60".into()),
             faults: worker::faults::Faults::default(),
         },

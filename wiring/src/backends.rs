@@ -15,8 +15,8 @@ use pipeline_core::queue::Queue;
 use pipeline_core::queue::sqlite::{RedrivePolicy, SqliteQueue};
 use pipeline_core::report::{QueueReporter, Reporter};
 use pipeline_core::sqlite::Db;
-use worker::engine::Limits;
 use worker::faults::Faults;
+use worker::image::Limits;
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
 use crate::settings::{BackendArgs, BlobStoreKind, QueueKind, WorkerArgs};

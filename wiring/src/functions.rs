@@ -105,7 +105,7 @@ mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use worker::engine::Limits;
+    use worker::image::Limits;
     use worker::process::DEFAULT_CACHE_CONTROL;
 
     use super::*;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use protocol::workflow::{Jitter, Policy, RetryPolicy};
 use worker::RunnerConfig;
-use worker::engine::Limits;
+use worker::image::Limits;
 use worker::process::DEFAULT_CACHE_CONTROL;
 
 /// A duration as flags write it; shown in help the same way.

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::{ImageBuffer, ImageFormat, Rgb, Rgba};
 use protocol::rendition::{Fit, Format, Rendition};
-use worker::engine::pixels::Pixels;
-use worker::engine::{Limits, render};
+use worker::image::pixels::Pixels;
+use worker::image::{Limits, render};
 
 const SIDE: u32 = 2048;
 

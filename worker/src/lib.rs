@@ -1,12 +1,11 @@
-//! The worker: the image [`engine`], [`process_job`](process::process_job) for one job,
+//! The worker: the [`image`] engine, [`process_job`](process::process_job) for one job,
 //! one [`attempt`] per delivered message (shared by the container runner and the Lambda
 //! handler), and the long-poll [`runner`] that feeds attempts from the jobs queue.
 
 pub mod attempt;
-pub mod engine;
 pub mod faults;
+pub mod image;
 pub mod process;
-pub mod report;
 pub mod runner;
 
 pub use process::{Processed, WorkerDeps, process_job};

@@ -11,8 +11,8 @@ pub use protocol::message::Processed;
 use protocol::message::{Job, Output};
 use protocol::rendition::{output_key, sidecar_key, validate_list};
 
-use crate::engine::{self, Limits};
 use crate::faults::Faults;
+use crate::image::{self, Limits};
 
 /// The `Cache-Control` of outputs unless configured: keys are deterministic and a source
 /// version's outputs never change, so they may be cached for a year.
@@ -42,7 +42,7 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
 
     let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
     let (renditions, limits) = (job.renditions.clone(), deps.limits);
-    let rendered = tokio::task::spawn_blocking(move || engine::render(&source.body, &renditions, &limits))
+    let rendered = tokio::task::spawn_blocking(move || image::render(&source.body, &renditions, &limits))
         .await
         .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
 

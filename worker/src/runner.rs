@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
 use crate::process::WorkerDeps;
-use crate::report::Reporter;
+use pipeline_core::report::Reporter;
 
 /// How the loop paces itself.
 #[derive(Clone, Copy, Debug)]

@@ -17,8 +17,8 @@ use protocol::{ErrorClass, JobError, Rendition};
 use tokio_util::sync::CancellationToken;
 use worker::WorkerDeps;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
-use worker::engine::Limits;
 use worker::faults::Faults;
+use worker::image::Limits;
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 

@@ -3,7 +3,7 @@
 
 use image::{ImageBuffer, ImageDecoder, ImageFormat, Rgb, Rgba};
 use protocol::rendition::{Fit, Format, Rendition};
-use worker::engine::{Encoded, Limits, Rendered, render};
+use worker::image::{Encoded, Limits, Rendered, render};
 
 const R: [u8; 3] = [255, 0, 0];
 const G: [u8; 3] = [0, 255, 0];

@@ -8,7 +8,7 @@ use protocol::rendition::{Format, Rendition};
 
 use super::metadata::icc_color_space;
 use super::pixels::Pixels;
-use super::{EngineError, jpeg};
+use super::{ImageError, jpeg};
 
 /// The ICC profile if it describes the colour model of the pixels being written.
 fn matching_icc<'a>(icc: Option<&'a [u8]>, px: &Pixels) -> Option<&'a [u8]> {
@@ -19,8 +19,8 @@ fn matching_icc<'a>(icc: Option<&'a [u8]>, px: &Pixels) -> Option<&'a [u8]> {
 /// Encodes upright pixels for `r`, flattening alpha on white for JPEG.
 ///
 /// # Errors
-/// [`EngineError::Encode`] on encoder failure.
-pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+/// [`ImageError::Encode`] on encoder failure.
+pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     match r.format {
         Format::Jpeg => {
             let px = px.flatten_on_white();
@@ -36,7 +36,7 @@ pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>) -> Result<Vec<u8>, 
 }
 
 /// AVIF at rav1e speed 8: fast enough for thumbnails, still well under JPEG's size.
-fn encode_avif(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
+fn encode_avif(px: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {
     let (w, h) = (px.width as usize, px.height as usize);
     let encoder = ravif::Encoder::new()
         .with_quality(f32::from(quality.clamp(1, 100)))
@@ -51,10 +51,10 @@ fn encode_avif(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
         let rgb: Vec<ravif::RGB8> = px.data.chunks_exact(3).map(|c| ravif::RGB8::new(c[0], c[1], c[2])).collect();
         encoder.encode_rgb(ravif::Img::new(&rgb[..], w, h))
     };
-    encoded.map(|e| e.avif_file).map_err(|e| EngineError::Encode(format!("AVIF: {e}")))
+    encoded.map(|e| e.avif_file).map_err(|e| ImageError::Encode(format!("AVIF: {e}")))
 }
 
-fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let color = match px.channels {
         1 => ExtendedColorType::L8,
         2 => ExtendedColorType::La8,
@@ -67,19 +67,19 @@ fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
         // An encoder that cannot embed a profile still writes a valid image.
         let _ = enc.set_icc_profile(icc.to_vec());
     }
-    enc.write_image(&px.data, px.width, px.height, color).map_err(|e| EngineError::Encode(format!("PNG: {e}")))?;
+    enc.write_image(&px.data, px.width, px.height, color).map_err(|e| ImageError::Encode(format!("PNG: {e}")))?;
     Ok(out)
 }
 
-fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
+fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let enc = match px.channels {
         3 => webp::Encoder::from_rgb(&px.data, px.width, px.height),
         _ => webp::Encoder::from_rgba(&px.data, px.width, px.height),
     };
-    let mut config = webp::WebPConfig::new().map_err(|()| EngineError::Encode("WebP: bad config".into()))?;
+    let mut config = webp::WebPConfig::new().map_err(|()| ImageError::Encode("WebP: bad config".into()))?;
     config.quality = f32::from(quality.clamp(1, 100));
     config.method = 4;
-    let mem = enc.encode_advanced(&config).map_err(|e| EngineError::Encode(format!("WebP: {e:?}")))?;
+    let mem = enc.encode_advanced(&config).map_err(|e| ImageError::Encode(format!("WebP: {e:?}")))?;
     Ok(match icc {
         Some(icc) => webp_with_icc(&mem, icc, px.width, px.height, px.has_alpha()),
         None => mem.to_vec(),

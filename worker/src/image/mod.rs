@@ -27,7 +27,7 @@ use protocol::Rendition;
 use protocol::rendition::{Format, MAX_AVIF_OUTPUT_PIXELS, MAX_JOB_OUTPUT_PIXELS, MAX_OUTPUT_PIXELS, MAX_RENDITIONS};
 
 pub use detect::SourceFormat;
-pub use error::EngineError;
+pub use error::ImageError;
 pub use metadata::SourceMetadata;
 
 /// Caps on what a single input may declare, checked from its header before decoding, and on
@@ -90,8 +90,8 @@ pub struct Rendered {
     pub metadata: SourceMetadata,
 }
 
-fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), EngineError> {
-    let too_large = |what, actual: u64, limit: u64| EngineError::TooLarge { what, actual, limit };
+fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), ImageError> {
+    let too_large = |what, actual: u64, limit: u64| ImageError::TooLarge { what, actual, limit };
     let max_dim = u64::from(limits.max_dimension);
     if u64::from(width) > max_dim {
         return Err(too_large("width", width.into(), max_dim));
@@ -104,13 +104,13 @@ fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), EngineEr
         return Err(too_large("pixels", pixels, limits.max_pixels));
     }
     if width == 0 || height == 0 {
-        return Err(EngineError::Corrupt(format!("header declares a {width}×{height} image")));
+        return Err(ImageError::Corrupt(format!("header declares a {width}×{height} image")));
     }
     Ok(())
 }
 
 /// Checks the planned outputs against the output limits, before any of them is allocated.
-fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Limits) -> Result<(), EngineError> {
+fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Limits) -> Result<(), ImageError> {
     let mut total = 0u64;
     for (r, p) in renditions.iter().zip(plans) {
         let pixels = u64::from(p.out_w) * u64::from(p.out_h);
@@ -120,7 +120,7 @@ fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Li
             (limits.max_output_pixels, "an output")
         };
         if pixels > cap {
-            return Err(EngineError::InvalidRendition(format!(
+            return Err(ImageError::InvalidRendition(format!(
                 "rendition {:?} would be {}×{} = {pixels} pixels from this image; {kind} may have at most {cap}",
                 r.name, p.out_w, p.out_h
             )));
@@ -128,7 +128,7 @@ fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Li
         total += pixels;
     }
     if total > limits.max_job_output_pixels {
-        return Err(EngineError::InvalidRendition(format!(
+        return Err(ImageError::InvalidRendition(format!(
             "the renditions would total {total} pixels from this image; a job may produce at most {}",
             limits.max_job_output_pixels
         )));
@@ -136,15 +136,15 @@ fn check_outputs(renditions: &[Rendition], plans: &[geometry::Plan], limits: &Li
     Ok(())
 }
 
-/// Runs `f`, turning a panic inside a decoder into a [`EngineError::Corrupt`].
-fn isolated<T>(what: &str, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+/// Runs `f`, turning a panic inside a decoder into a [`ImageError::Corrupt`].
+fn isolated<T>(what: &str, f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(EngineError::Corrupt(format!("{what} failed: {msg}")))
+        Err(ImageError::Corrupt(format!("{what} failed: {msg}")))
     })
 }
 
@@ -179,17 +179,17 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
 /// and the renditions' plans before any pixel buffer is allocated.
 ///
 /// # Errors
-/// An [`EngineError`], all of them permanent: not an image, unsupported, corrupt, over the
+/// An [`ImageError`], all of them permanent: not an image, unsupported, corrupt, over the
 /// limits, or an encoder failure.
-pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result<Rendered, EngineError> {
+pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result<Rendered, ImageError> {
     if input.len() as u64 > limits.max_input_bytes {
-        return Err(EngineError::TooLarge { what: "bytes", actual: input.len() as u64, limit: limits.max_input_bytes });
+        return Err(ImageError::TooLarge { what: "bytes", actual: input.len() as u64, limit: limits.max_input_bytes });
     }
     if renditions.is_empty() {
-        return Err(EngineError::InvalidRendition("no rendition requested".into()));
+        return Err(ImageError::InvalidRendition("no rendition requested".into()));
     }
     if renditions.len() > limits.max_renditions {
-        return Err(EngineError::InvalidRendition(format!(
+        return Err(ImageError::InvalidRendition(format!(
             "{} renditions requested; a job may ask for at most {}",
             renditions.len(),
             limits.max_renditions

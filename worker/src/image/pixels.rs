@@ -1,19 +1,19 @@
 //! An 8-bit interleaved pixel buffer and the cheap whole-buffer steps applied to it:
 //! EXIF orientation, alpha flattening, CMYK conversion, channel expansion.
 
-use super::EngineError;
+use super::ImageError;
 
 /// A zeroed buffer for `width`×`height` pixels of `channels` bytes, allocated fallibly so a
 /// size that slipped past the limits becomes an error instead of aborting the process.
 ///
 /// # Errors
-/// [`EngineError::Allocation`] when the size overflows or the allocator refuses it.
-pub fn zeroed(width: usize, height: usize, channels: usize) -> Result<Vec<u8>, EngineError> {
+/// [`ImageError::Allocation`] when the size overflows or the allocator refuses it.
+pub fn zeroed(width: usize, height: usize, channels: usize) -> Result<Vec<u8>, ImageError> {
     let len = width.checked_mul(height).and_then(|n| n.checked_mul(channels));
     let bytes = (width as u64).saturating_mul(height as u64).saturating_mul(channels as u64);
-    let len = len.ok_or(EngineError::Allocation(bytes))?;
+    let len = len.ok_or(ImageError::Allocation(bytes))?;
     let mut data = Vec::new();
-    data.try_reserve_exact(len).map_err(|_| EngineError::Allocation(bytes))?;
+    data.try_reserve_exact(len).map_err(|_| ImageError::Allocation(bytes))?;
     data.resize(len, 0);
     Ok(data)
 }
@@ -40,8 +40,8 @@ impl Pixels {
     /// Applies an EXIF orientation (1–8) so the pixels come out upright.
     ///
     /// # Errors
-    /// [`EngineError::Allocation`] if the rotated copy cannot be allocated.
-    pub fn orient(self, orientation: u8) -> Result<Pixels, EngineError> {
+    /// [`ImageError::Allocation`] if the rotated copy cannot be allocated.
+    pub fn orient(self, orientation: u8) -> Result<Pixels, ImageError> {
         if !(2..=8).contains(&orientation) {
             return Ok(self);
         }
@@ -151,8 +151,8 @@ mod tests {
     #[test]
     fn absurd_buffers_are_errors_not_aborts() {
         assert_eq!(zeroed(2, 3, 4).map(|v| v.len()), Ok(24));
-        assert!(matches!(zeroed(usize::MAX, 2, 1), Err(EngineError::Allocation(_))));
+        assert!(matches!(zeroed(usize::MAX, 2, 1), Err(ImageError::Allocation(_))));
         // About 8 TB: more than any machine this runs on will hand out.
-        assert!(matches!(zeroed(16_384, 491_520_000, 1), Err(EngineError::Allocation(_))));
+        assert!(matches!(zeroed(16_384, 491_520_000, 1), Err(ImageError::Allocation(_))));
     }
 }

@@ -6,21 +6,21 @@
 
 use libwebp_sys as sys;
 
-use super::EngineError;
+use super::ImageError;
 use super::pixels::Pixels;
 
-fn corrupt(what: &str, status: sys::VP8StatusCode) -> EngineError {
-    EngineError::Corrupt(format!("WebP: {what} ({status:?})"))
+fn corrupt(what: &str, status: sys::VP8StatusCode) -> ImageError {
+    ImageError::Corrupt(format!("WebP: {what} ({status:?})"))
 }
 
 /// Decodes a still WebP at 1/`shrink` of its size (rounded up). Returns `None` for animated
 /// files, which the caller decodes (first frame) with the `image` crate.
 ///
 /// # Errors
-/// [`EngineError::Corrupt`] when libwebp rejects the data.
-pub fn decode(input: &[u8], shrink: u32) -> Result<Option<Pixels>, EngineError> {
+/// [`ImageError::Corrupt`] when libwebp rejects the data.
+pub fn decode(input: &[u8], shrink: u32) -> Result<Option<Pixels>, ImageError> {
     let mut config =
-        sys::WebPDecoderConfig::new().map_err(|()| EngineError::Corrupt("WebP: decoder version mismatch".into()))?;
+        sys::WebPDecoderConfig::new().map_err(|()| ImageError::Corrupt("WebP: decoder version mismatch".into()))?;
     // SAFETY: `input` is a live slice of `input.len()` bytes; `config.input` is a plain struct
     // that libwebp fills in.
     let status = unsafe { sys::WebPGetFeatures(input.as_ptr(), input.len(), &mut config.input) };
@@ -31,7 +31,7 @@ pub fn decode(input: &[u8], shrink: u32) -> Result<Option<Pixels>, EngineError> 
         return Ok(None);
     }
     let (Ok(width), Ok(height)) = (u32::try_from(config.input.width), u32::try_from(config.input.height)) else {
-        return Err(EngineError::Corrupt("WebP: negative dimensions".into()));
+        return Err(ImageError::Corrupt("WebP: negative dimensions".into()));
     };
     let shrink = shrink.max(1);
     let (sw, sh) = (width.div_ceil(shrink).max(1), height.div_ceil(shrink).max(1));
@@ -39,7 +39,7 @@ pub fn decode(input: &[u8], shrink: u32) -> Result<Option<Pixels>, EngineError> 
     let channels: u8 = if alpha { 4 } else { 3 };
     let stride = sw as usize * usize::from(channels);
     let (Ok(stride_c), Ok(sw_c), Ok(sh_c)) = (i32::try_from(stride), i32::try_from(sw), i32::try_from(sh)) else {
-        return Err(EngineError::Corrupt("WebP: dimensions overflow".into()));
+        return Err(ImageError::Corrupt("WebP: dimensions overflow".into()));
     };
     let mut data = super::pixels::zeroed(sw as usize, sh as usize, usize::from(channels))?;
     if shrink > 1 {

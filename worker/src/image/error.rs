@@ -5,7 +5,7 @@ use protocol::JobError;
 /// A failure of [`render`](super::render). Every variant is permanent: the same bytes
 /// will fail the same way on any retry.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
-pub enum EngineError {
+pub enum ImageError {
     /// The bytes are not an image of any known format (empty, text, …).
     #[error("not an image: {0}")]
     NotAnImage(String),
@@ -37,35 +37,35 @@ pub enum EngineError {
     Encode(String),
 }
 
-impl EngineError {
+impl ImageError {
     /// The stable machine-readable code used in reports and dead letters.
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::NotAnImage(_) => "NotAnImage",
-            EngineError::Unsupported(_) => "UnsupportedFormat",
-            EngineError::Corrupt(_) => "CorruptImage",
-            EngineError::TooLarge { .. } | EngineError::Allocation(_) => "TooLarge",
-            EngineError::InvalidRendition(_) => "InvalidRendition",
-            EngineError::Encode(_) => "EncodeFailed",
+            ImageError::NotAnImage(_) => "NotAnImage",
+            ImageError::Unsupported(_) => "UnsupportedFormat",
+            ImageError::Corrupt(_) => "CorruptImage",
+            ImageError::TooLarge { .. } | ImageError::Allocation(_) => "TooLarge",
+            ImageError::InvalidRendition(_) => "InvalidRendition",
+            ImageError::Encode(_) => "EncodeFailed",
         }
     }
 }
 
-impl From<EngineError> for JobError {
-    fn from(e: EngineError) -> Self {
+impl From<ImageError> for JobError {
+    fn from(e: ImageError) -> Self {
         JobError::permanent(e.code(), e.to_string())
     }
 }
 
 /// Maps an `image` crate error raised while reading a source.
-pub(crate) fn from_image_error(e: image::ImageError) -> EngineError {
+pub(crate) fn from_image_error(e: image::ImageError) -> ImageError {
     use image::ImageError as E;
     match e {
-        E::Limits(l) => EngineError::Corrupt(format!("decoder allocation limit reached: {l}")),
-        E::Unsupported(u) => EngineError::Unsupported(u.to_string()),
-        E::Decoding(d) => EngineError::Corrupt(d.to_string()),
-        E::Parameter(p) => EngineError::Corrupt(p.to_string()),
-        E::IoError(io) => EngineError::Corrupt(format!("truncated or unreadable data: {io}")),
-        E::Encoding(x) => EngineError::Encode(x.to_string()),
+        E::Limits(l) => ImageError::Corrupt(format!("decoder allocation limit reached: {l}")),
+        E::Unsupported(u) => ImageError::Unsupported(u.to_string()),
+        E::Decoding(d) => ImageError::Corrupt(d.to_string()),
+        E::Parameter(p) => ImageError::Corrupt(p.to_string()),
+        E::IoError(io) => ImageError::Corrupt(format!("truncated or unreadable data: {io}")),
+        E::Encoding(x) => ImageError::Encode(x.to_string()),
     }
 }

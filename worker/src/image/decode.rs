@@ -11,7 +11,7 @@ use super::error::from_image_error;
 use super::geometry::{Plan, any_shrink, dct_shrink};
 use super::metadata::{ExifSummary, parse_exif, usable_icc, xmp_has_gps};
 use super::pixels::Pixels;
-use super::{EngineError, Limits, check_limits, jpeg, webp_native};
+use super::{ImageError, Limits, check_limits, jpeg, webp_native};
 
 /// What a PNG's metadata chunks (ICC, Exif, text and XMP) may take in memory together.
 const PNG_METADATA_BYTES: u64 = 8 << 20;
@@ -60,13 +60,13 @@ pub struct Decoded {
 /// Reads the header, calls `on_header` (limit checks and planning), then decodes.
 ///
 /// # Errors
-/// Whatever `on_header` returns, or the decoder's [`EngineError`].
+/// Whatever `on_header` returns, or the decoder's [`ImageError`].
 pub fn decode(
     input: &[u8],
     format: SourceFormat,
     limits: &Limits,
-    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, EngineError>,
-) -> Result<Decoded, EngineError> {
+    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, ImageError>,
+) -> Result<Decoded, ImageError> {
     match format {
         SourceFormat::Jpeg => decode_jpeg(input, on_header),
         other => decode_with_image(input, other, limits, on_header),
@@ -75,13 +75,13 @@ pub fn decode(
 
 fn decode_jpeg(
     input: &[u8],
-    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, EngineError>,
-) -> Result<Decoded, EngineError> {
+    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, ImageError>,
+) -> Result<Decoded, ImageError> {
     let header = jpeg::read_header(input)?;
     let markers = jpeg::scan_markers(input);
     let exif = markers.exif.map(parse_exif);
     let (Ok(width), Ok(height)) = (u32::try_from(header.width), u32::try_from(header.height)) else {
-        return Err(EngineError::Corrupt("JPEG: dimensions overflow".into()));
+        return Err(ImageError::Corrupt("JPEG: dimensions overflow".into()));
     };
     let color_space = match header.colorspace {
         turbojpeg::Colorspace::Gray => "gray",
@@ -126,8 +126,8 @@ fn decode_with_image(
     input: &[u8],
     format: SourceFormat,
     limits: &Limits,
-    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, EngineError>,
-) -> Result<Decoded, EngineError> {
+    on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, ImageError>,
+) -> Result<Decoded, ImageError> {
     let mut reader = ImageReader::with_format(Cursor::new(input), image_format(format));
     let mut image_limits = image::Limits::default();
     // Dimensions are checked by the caller from the header; this bounds everything else the

@@ -3,7 +3,7 @@
 
 use turbojpeg::{Colorspace, Compressor, DecompressHeader, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
-use super::EngineError;
+use super::ImageError;
 use super::metadata::MAX_ICC_BYTES;
 use super::pixels::Pixels;
 
@@ -76,15 +76,15 @@ pub fn scan_markers(bytes: &[u8]) -> Markers<'_> {
     m
 }
 
-fn tj_err(e: turbojpeg::Error) -> EngineError {
-    EngineError::Corrupt(format!("JPEG: {e}"))
+fn tj_err(e: turbojpeg::Error) -> ImageError {
+    ImageError::Corrupt(format!("JPEG: {e}"))
 }
 
 /// Reads the frame header (size, colour space, progressive) without decoding.
 ///
 /// # Errors
-/// [`EngineError::Corrupt`] when libjpeg-turbo cannot parse the header.
-pub fn read_header(bytes: &[u8]) -> Result<DecompressHeader, EngineError> {
+/// [`ImageError::Corrupt`] when libjpeg-turbo cannot parse the header.
+pub fn read_header(bytes: &[u8]) -> Result<DecompressHeader, ImageError> {
     let mut d = Decompressor::new().map_err(tj_err)?;
     d.read_header(bytes).map_err(tj_err)
 }
@@ -164,8 +164,8 @@ fn without_ac_scans(bytes: &[u8]) -> Option<Vec<u8>> {
 /// Decodes at 1/`shrink` scale (1, 2, 4 or 8) to gray or RGB; CMYK and YCCK become RGB.
 ///
 /// # Errors
-/// [`EngineError::Corrupt`] for truncated or damaged data.
-pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool) -> Result<Pixels, EngineError> {
+/// [`ImageError::Corrupt`] for truncated or damaged data.
+pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool) -> Result<Pixels, ImageError> {
     let mut d = Decompressor::new().map_err(tj_err)?;
     // A hostile progressive file can carry thousands of tiny scans; real ones have < 20.
     d.set_scan_limit(500).map_err(tj_err)?;
@@ -186,12 +186,12 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
     if let Err(e) = d.decompress(bytes, out) {
         let msg = e.to_string();
         if !is_benign_warning(&msg) {
-            return Err(EngineError::Corrupt(format!("JPEG: {msg}")));
+            return Err(ImageError::Corrupt(format!("JPEG: {msg}")));
         }
     }
     let (w, h) = (u32::try_from(scaled.width), u32::try_from(scaled.height));
     let (Ok(width), Ok(height)) = (w, h) else {
-        return Err(EngineError::Corrupt("JPEG: dimensions overflow".into()));
+        return Err(ImageError::Corrupt("JPEG: dimensions overflow".into()));
     };
     let px = Pixels { data, width, height, channels };
     Ok(if channels == 4 { px.cmyk_to_rgb(adobe) } else { px })
@@ -200,13 +200,13 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
 /// Encodes gray or RGB pixels as baseline JPEG (4:2:0 for colour) and embeds `icc`.
 ///
 /// # Errors
-/// [`EngineError::Encode`] if libjpeg-turbo fails.
-pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EngineError> {
-    let enc_err = |e: turbojpeg::Error| EngineError::Encode(format!("JPEG: {e}"));
+/// [`ImageError::Encode`] if libjpeg-turbo fails.
+pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
+    let enc_err = |e: turbojpeg::Error| ImageError::Encode(format!("JPEG: {e}"));
     let (format, subsamp) = match px.channels {
         1 => (PixelFormat::GRAY, Subsamp::Gray),
         3 => (PixelFormat::RGB, Subsamp::Sub2x2),
-        n => return Err(EngineError::Encode(format!("JPEG: cannot encode {n} channels"))),
+        n => return Err(ImageError::Encode(format!("JPEG: cannot encode {n} channels"))),
     };
     let mut c = Compressor::new().map_err(enc_err)?;
     c.set_quality(i32::from(quality.clamp(1, 100))).map_err(enc_err)?;

@@ -3,7 +3,7 @@
 
 use protocol::rendition::{Fit, Rendition};
 
-use super::EngineError;
+use super::ImageError;
 
 /// Where one rendition's pixels come from and how big it ends up.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,8 +45,8 @@ fn round_dim(v: f64) -> u32 {
 /// stored axes so resampling happens before the (cheap, small) orientation transform.
 ///
 /// # Errors
-/// [`EngineError::InvalidRendition`] when the rendition has no usable box.
-pub fn plan(r: &Rendition, width: u32, height: u32, orientation: u8) -> Result<Plan, EngineError> {
+/// [`ImageError::InvalidRendition`] when the rendition has no usable box.
+pub fn plan(r: &Rendition, width: u32, height: u32, orientation: u8) -> Result<Plan, ImageError> {
     let swap = swaps_axes(orientation);
     let (sw, sh) = if swap { (height, width) } else { (width, height) };
     let (sw, sh) = (f64::from(sw.max(1)), f64::from(sh.max(1)));
@@ -55,7 +55,7 @@ pub fn plan(r: &Rendition, width: u32, height: u32, orientation: u8) -> Result<P
         (Some(w), None) if w > 0 => (f64::from(w), f64::INFINITY),
         (None, Some(h)) if h > 0 => (f64::INFINITY, f64::from(h)),
         _ => {
-            return Err(EngineError::InvalidRendition(format!(
+            return Err(ImageError::InvalidRendition(format!(
                 "rendition {:?} needs a positive width or height",
                 r.name
             )));

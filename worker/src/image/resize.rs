@@ -4,17 +4,17 @@
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use super::EngineError;
+use super::ImageError;
 use super::geometry::Plan;
 use super::pixels::Pixels;
 
-fn pixel_type(channels: u8) -> Result<PixelType, EngineError> {
+fn pixel_type(channels: u8) -> Result<PixelType, ImageError> {
     Ok(match channels {
         1 => PixelType::U8,
         2 => PixelType::U8x2,
         3 => PixelType::U8x3,
         4 => PixelType::U8x4,
-        n => return Err(EngineError::Unsupported(format!("{n} channels per pixel"))),
+        n => return Err(ImageError::Unsupported(format!("{n} channels per pixel"))),
     })
 }
 
@@ -22,15 +22,15 @@ fn pixel_type(channels: u8) -> Result<PixelType, EngineError> {
 /// `plan`'s output size, taking only the plan's crop.
 ///
 /// # Errors
-/// [`EngineError::Allocation`] if the output buffer cannot be allocated, and
-/// [`EngineError::Encode`] if the resampler rejects the buffers (it should not).
+/// [`ImageError::Allocation`] if the output buffer cannot be allocated, and
+/// [`ImageError::Encode`] if the resampler rejects the buffers (it should not).
 pub fn resize(
     resizer: &mut Resizer,
     src: &Pixels,
     plan: &Plan,
     full_w: u32,
     full_h: u32,
-) -> Result<Pixels, EngineError> {
+) -> Result<Pixels, ImageError> {
     let kx = f64::from(src.width) / f64::from(full_w.max(1));
     let ky = f64::from(src.height) / f64::from(full_h.max(1));
     let (cx, cy) = (plan.crop.x * kx, plan.crop.y * ky);
@@ -40,7 +40,7 @@ pub fn resize(
         return Ok(src.clone());
     }
     let pt = pixel_type(src.channels)?;
-    let fail = |e: &dyn std::fmt::Display| EngineError::Encode(format!("resize: {e}"));
+    let fail = |e: &dyn std::fmt::Display| ImageError::Encode(format!("resize: {e}"));
     let src_view = ImageRef::new(src.width, src.height, &src.data, pt).map_err(|e| fail(&e))?;
     let data = super::pixels::zeroed(plan.out_w as usize, plan.out_h as usize, usize::from(src.channels))?;
     let mut dst = Image::from_vec_u8(plan.out_w, plan.out_h, data, pt).map_err(|e| fail(&e))?;
@@ -52,7 +52,7 @@ pub fn resize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::geometry::Crop;
+    use crate::image::geometry::Crop;
 
     #[test]
     fn halves_a_flat_image_and_crops_from_scaled_sources() {

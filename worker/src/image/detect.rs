@@ -1,6 +1,6 @@
 //! Recognises an input's format from its first bytes, never from a file name.
 
-use super::EngineError;
+use super::ImageError;
 
 /// The formats the engine reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +36,11 @@ impl SourceFormat {
 /// Sniffs the format from magic bytes.
 ///
 /// # Errors
-/// [`EngineError::NotAnImage`] for empty or unrecognised bytes, and
-/// [`EngineError::Unsupported`] for image formats recognised but not read (HEIF, AVIF, JPEG XL…).
-pub fn detect(bytes: &[u8]) -> Result<SourceFormat, EngineError> {
+/// [`ImageError::NotAnImage`] for empty or unrecognised bytes, and
+/// [`ImageError::Unsupported`] for image formats recognised but not read (HEIF, AVIF, JPEG XL…).
+pub fn detect(bytes: &[u8]) -> Result<SourceFormat, ImageError> {
     if bytes.is_empty() {
-        return Err(EngineError::NotAnImage("the file is empty".into()));
+        return Err(ImageError::NotAnImage("the file is empty".into()));
     }
     let starts = |m: &[u8]| bytes.starts_with(m);
     if starts(&[0xFF, 0xD8, 0xFF]) {
@@ -63,12 +63,12 @@ pub fn detect(bytes: &[u8]) -> Result<SourceFormat, EngineError> {
     }
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         let brand = String::from_utf8_lossy(&bytes[8..12]).into_owned();
-        return Err(EngineError::Unsupported(format!("ISO media file (brand {brand:?}: HEIF/AVIF) cannot be read")));
+        return Err(ImageError::Unsupported(format!("ISO media file (brand {brand:?}: HEIF/AVIF) cannot be read")));
     }
     if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL ") {
-        return Err(EngineError::Unsupported("JPEG XL cannot be read".into()));
+        return Err(ImageError::Unsupported("JPEG XL cannot be read".into()));
     }
-    Err(EngineError::NotAnImage("no known image signature at the start of the data".into()))
+    Err(ImageError::NotAnImage("no known image signature at the start of the data".into()))
 }
 
 #[cfg(test)]
@@ -82,8 +82,8 @@ mod tests {
         assert_eq!(detect(b"RIFF\0\0\0\0WEBPVP8 "), Ok(SourceFormat::Webp));
         assert_eq!(detect(b"GIF89a...."), Ok(SourceFormat::Gif));
         assert_eq!(detect(b"MM\0*\0\0\0\x08"), Ok(SourceFormat::Tiff));
-        assert!(matches!(detect(b""), Err(EngineError::NotAnImage(_))));
-        assert!(matches!(detect(b"hello, world\n"), Err(EngineError::NotAnImage(_))));
-        assert!(matches!(detect(b"\0\0\0\x1cftypheic\0\0\0\0"), Err(EngineError::Unsupported(_))));
+        assert!(matches!(detect(b""), Err(ImageError::NotAnImage(_))));
+        assert!(matches!(detect(b"hello, world\n"), Err(ImageError::NotAnImage(_))));
+        assert!(matches!(detect(b"\0\0\0\x1cftypheic\0\0\0\0"), Err(ImageError::Unsupported(_))));
     }
 }
