@@ -250,3 +250,41 @@ async fn shutdown_is_not_held_up_by_a_waiting_request() {
     let resp = waiting.await.expect("task").expect("answered");
     assert_eq!(resp.status().as_u16(), 202, "the job is still queued");
 }
+
+/// A 1×30000 PNG: enlarged to 16384 wide it would be 16384 × 491 million pixels.
+fn tall_png() -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(1, 30_000, image::Luma([128u8]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).expect("encode");
+    png.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_spec_is_refused_at_intake_and_dead_lettered_past_it_while_the_server_lives() {
+    let mut options = test_options();
+    options.watch_bucket = None;
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "tall.png", &tall_png());
+    let spec = serde_json::json!([{ "name": "x", "width": 16384, "enlarge": true }]);
+    let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": "tall.png",
+                                   "destinationBucket": "resized", "renditions": spec });
+    let (status, err) = s.post_process("?wait=30", &body.to_string()).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("InvalidRendition")), "{err}");
+
+    // The same spec started past intake (as an older version's job, or a hand-made one)
+    // reaches a worker, which refuses it before allocating anything.
+    let renditions = serde_json::from_value(spec).expect("renditions");
+    let job = protocol::Job::new("original", "tall.png", "resized", renditions);
+    s.stack.orchestrator.start(job.clone()).await.expect("started");
+    let done = s.wait_job(&job.job_id, SECS_30).await;
+    let error = done.error.expect("a reason");
+    assert_eq!((done.state, done.attempts, error.class), (JobState::Fail, 1, protocol::ErrorClass::Permanent));
+    let letters = orchestrator::dead_letter::list(s.stack.backends.dead_letters.as_ref()).await.expect("dlq");
+    let letter = letters.iter().find_map(|i| i.letter.as_ref().ok().filter(|l| l.job.job_id == job.job_id));
+    assert_eq!(letter.map(|l| &l.error), Some(&error), "the DLQ entry carries the reason");
+    assert!(error.message.contains("\"x\""), "the reason names the rendition: {error}");
+
+    let health = s.http.get(s.url("/healthz")).send().await.expect("still serving");
+    assert_eq!(health.status().as_u16(), 200);
+    s.stop().await;
+}
