@@ -13,17 +13,7 @@ cd "$root"
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "system packages"
-need=()
-for tool in cmake nasm; do command -v "$tool" >/dev/null || need+=("$tool"); done
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing ${need[*]}: install them (apt-get install ${need[*]}) or run as root" >&2
-    exit 1
-  fi
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
-fi
+scripts/build-deps.sh python3-venv
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "format"
