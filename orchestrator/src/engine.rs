@@ -16,7 +16,7 @@ use pipeline_core::sqlite::{Db, DbError};
 use protocol::dead_letter::DeadLetter;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::{Job, Output, Report, ReportKind};
-use protocol::time::now_ms;
+use protocol::time::{Clock, SystemClock};
 use protocol::workflow::{Effect, Event, Ignored, Policy, Transition, step};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,7 @@ pub struct EmbeddedEngine {
     db: Db,
     queues: Queues,
     policy: Policy,
+    clock: Arc<dyn Clock>,
 }
 
 /// What applying an event did, for logs and tests.
@@ -98,7 +99,13 @@ impl EmbeddedEngine {
     /// The tables cannot be created.
     pub fn open(db: &Db, queues: Queues, policy: Policy) -> Result<Self, DbError> {
         db.call_sync(|c| c.execute_batch(store::SCHEMA))?;
-        Ok(Self { db: db.clone(), queues, policy })
+        Ok(Self { db: db.clone(), queues, policy, clock: Arc::new(SystemClock) })
+    }
+
+    /// The same engine reading the time from `clock` (a manual one in tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The engine's queues.
@@ -130,12 +137,12 @@ impl EmbeddedEngine {
         event: OwnedEvent,
         outputs: Option<(Vec<Output>, Option<serde_json::Value>)>,
     ) -> Result<Result<(Transition, Job), Ignored>, EngineError> {
-        let policy = self.policy;
+        let (policy, now) = (self.policy, self.clock.now_ms());
         self.db
             .call(move |conn| -> Result<_, EngineError> {
                 let tx = immediate(conn)?;
                 let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
-                let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now_ms())?;
+                let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now)?;
                 tx.commit().map_err(DbError::from)?;
                 Ok(stepped)
             })
@@ -197,7 +204,7 @@ impl EmbeddedEngine {
     /// # Errors
     /// The store or a queue failed; the next tick tries again.
     pub async fn tick(&self) -> Result<(), EngineError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let due = self
             .db
             .call(move |conn| -> Result<Vec<String>, EngineError> {

@@ -13,6 +13,7 @@ use pipeline_core::sqlite::Db;
 use protocol::dead_letter::DeadLetter;
 use protocol::job::JobState;
 use protocol::message::{Job, Output, Report, ReportKind};
+use protocol::time::ManualClock;
 use protocol::workflow::Policy;
 use protocol::workflow::{Jitter, RetryPolicy};
 use protocol::{JobError, Rendition};
@@ -20,6 +21,8 @@ use tempfile::TempDir;
 
 struct Rig {
     _dir: TempDir,
+    /// The engine's time: these tests move it instead of sleeping.
+    clock: Arc<ManualClock>,
     engine: EmbeddedEngine,
     jobs: Arc<dyn Queue>,
     dlq: Arc<dyn Queue>,
@@ -31,8 +34,9 @@ fn rig(config: Policy) -> Rig {
     let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
     let (jobs, dlq) = (q("jobs"), q("dlq"));
     let queues = Queues { jobs: Arc::clone(&jobs), reports: q("reports"), dead_letters: Arc::clone(&dlq) };
-    let engine = EmbeddedEngine::open(&db, queues, config).expect("engine");
-    Rig { _dir: dir, engine, jobs, dlq }
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let engine = EmbeddedEngine::open(&db, queues, config).expect("engine").with_clock(clock.clone());
+    Rig { _dir: dir, clock, engine, jobs, dlq }
 }
 
 fn fast_retries(max_attempts: u32) -> Policy {
@@ -97,7 +101,11 @@ async fn retryable_failures_back_off_with_growing_delays_then_succeed() {
         assert_eq!(r.jobs.stats().await.expect("stats").visible, 0, "retry waits for its backoff");
         let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
         delays.push(rec.history.last().and_then(|h| h.delay_ms).expect("retry delay recorded"));
-        tokio::time::sleep(Duration::from_millis(delays[delays.len() - 1] + 50)).await;
+        // Exactly at the end of its backoff, and not a millisecond before, the retry starts.
+        r.clock.advance(Duration::from_millis(delays[delays.len() - 1] - 1));
+        r.engine.tick().await.expect("tick");
+        assert_eq!(r.jobs.stats().await.expect("stats").visible, 0, "a millisecond early");
+        r.clock.advance(Duration::from_millis(1));
         r.engine.tick().await.expect("tick");
     }
     assert_eq!(delays, [100, 200], "exponential backoff");
@@ -164,7 +172,7 @@ async fn retryable_failures_dead_letter_once_attempts_are_spent() {
         let job = take_job(r.jobs.as_ref()).await;
         let fail = Report::new(&job, ReportKind::Failed { error: JobError::retryable("Timeout", "slow") });
         r.engine.apply_report(fail).await.expect("apply");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        r.clock.advance(Duration::from_millis(150));
         r.engine.tick().await.expect("tick");
     }
     let items = dead_letter::list(r.dlq.as_ref()).await.expect("list");
@@ -185,13 +193,14 @@ async fn a_silent_worker_is_lost_and_the_job_retried() {
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     // A heartbeat replaces the queue deadline by the heartbeat deadline.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.clock.advance(Duration::from_millis(200));
     assert_eq!(r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("hb"), Applied::Extended);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Past the queue deadline (300 ms) but within the heartbeat's (200 + 400 ms).
+    r.clock.advance(Duration::from_millis(399));
     r.engine.tick().await.expect("tick");
     assert_eq!(r.engine.get(&job.job_id).await.expect("get").expect("rec").state, JobState::ProcessImage);
-    // Then silence past the heartbeat deadline.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Then silence to the heartbeat deadline.
+    r.clock.advance(Duration::from_millis(1));
     r.engine.tick().await.expect("tick");
     let rec = r.engine.get(&job.job_id).await.expect("get").expect("rec");
     assert_eq!(rec.state, JobState::Retry);
@@ -199,7 +208,7 @@ async fn a_silent_worker_is_lost_and_the_job_retried() {
     // A late failure report of the lost attempt is ignored.
     let late = Report::new(&job, ReportKind::Failed { error: JobError::permanent("NotAnImage", "late") });
     assert!(matches!(r.engine.apply_report(late).await.expect("apply"), Applied::Ignored(_)));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    r.clock.advance(Duration::from_millis(100));
     r.engine.tick().await.expect("tick");
     assert_eq!(take_job(r.jobs.as_ref()).await.attempt, 2);
 }
@@ -218,12 +227,14 @@ async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
     // A hung job whose worker keeps heartbeating.
     for _ in 0..8 {
         r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("hb");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        r.clock.advance(Duration::from_millis(100));
         r.engine.tick().await.expect("tick");
     }
     let rec = r.engine.get(&job.job_id).await.expect("get").expect("rec");
     let lost = rec.history.iter().find(|h| h.error.as_ref().is_some_and(|e| e.code == "WorkerLost"));
     assert_eq!(lost.map(|h| h.attempt), Some(1), "lost once the task timeout passed, heartbeats or not");
+    // The first heartbeat came at 0 ms: the attempt is lost at the 500 ms tick, exactly.
+    assert_eq!(lost.map(|h| h.at.clone()), Some(protocol::time::rfc3339(1_800_000_000_500)));
 }
 
 #[tokio::test]
