@@ -15,7 +15,7 @@ use pipeline_core::queue::Queue;
 use pipeline_core::sqlite::{Db, DbError};
 use protocol::dead_letter::DeadLetter;
 use protocol::job::{JobRecord, JobState};
-use protocol::message::{Job, Output, Report, ReportKind};
+use protocol::message::{Job, Output, Report, ReportKind, SourceMetadata};
 use protocol::time::{Clock, SystemClock};
 use protocol::workflow::{Effect, Event, Ignored, Policy, Transition, step};
 use rusqlite::{Connection, TransactionBehavior};
@@ -62,7 +62,7 @@ fn advance(
     id: &str,
     new_job: Option<&Job>,
     event: Event<'_>,
-    outputs: Option<(&[Output], Option<&serde_json::Value>)>,
+    outputs: Option<(&[Output], Option<&SourceMetadata>)>,
     policy: &Policy,
     now: i64,
 ) -> Result<Result<(Transition, Job), Ignored>, DbError> {
@@ -119,7 +119,7 @@ impl EmbeddedEngine {
         id: String,
         new_job: Option<Job>,
         event: OwnedEvent,
-        outputs: Option<(Vec<Output>, Option<serde_json::Value>)>,
+        outputs: Option<(Vec<Output>, Option<SourceMetadata>)>,
     ) -> Result<Applied, EngineError> {
         let (transition, job) = match self.store_step(id, new_job, event, outputs).await? {
             Ok(done) => done,
@@ -135,7 +135,7 @@ impl EmbeddedEngine {
         id: String,
         new_job: Option<Job>,
         event: OwnedEvent,
-        outputs: Option<(Vec<Output>, Option<serde_json::Value>)>,
+        outputs: Option<(Vec<Output>, Option<SourceMetadata>)>,
     ) -> Result<Result<(Transition, Job), Ignored>, EngineError> {
         let (policy, now) = (self.policy, self.clock.now_ms());
         self.db

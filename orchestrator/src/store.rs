@@ -3,7 +3,7 @@
 
 use pipeline_core::sqlite::DbError;
 use protocol::job::{HistoryEntry, JobRecord, JobState};
-use protocol::message::{Job, Output};
+use protocol::message::{Job, Output, SourceMetadata};
 use protocol::time::rfc3339;
 use protocol::workflow::{Position, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -86,10 +86,10 @@ pub(crate) fn set_outputs(
     conn: &Connection,
     job_id: &str,
     outputs: &[Output],
-    metadata: Option<&serde_json::Value>,
+    metadata: Option<&SourceMetadata>,
 ) -> Result<(), DbError> {
     let outputs = serde_json::to_string(outputs).map_err(json_err)?;
-    let metadata = metadata.map(serde_json::Value::to_string);
+    let metadata = metadata.map(serde_json::to_string).transpose().map_err(json_err)?;
     conn.execute(
         "UPDATE jobs SET outputs_json = ?2, metadata_json = ?3, error_json = NULL WHERE job_id = ?1",
         params![job_id, outputs, metadata],

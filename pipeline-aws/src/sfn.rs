@@ -114,7 +114,7 @@ fn to_record(out: &DescribeExecutionOutput, events: &[Event]) -> JobRecord {
         created_at: rfc3339(started),
         updated_at: rfc3339(updated),
         outputs: serde_json::from_value(result["outputs"].clone()).unwrap_or_default(),
-        metadata: result.get("metadata").filter(|m| !m.is_null()).cloned(),
+        metadata: result.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok()),
         error,
         history: folded.history,
     }

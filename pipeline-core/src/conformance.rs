@@ -305,8 +305,10 @@ pub async fn orchestrator_and_reporter(orchestrator: &dyn Orchestrator, jobs: &d
     use protocol::{JobError, Rendition};
     let new_job = || protocol::Job::new("original", "photos/a.jpg", "resized", vec![Rendition::thumbnail()]);
     let output = sample_output;
-    let done =
-        |job: &protocol::Job| Processed { outputs: vec![output(job)], metadata: serde_json::json!({"format": "jpeg"}) };
+    let done = |job: &protocol::Job| Processed {
+        outputs: vec![output(job)],
+        metadata: protocol::message::SourceMetadata { format: "jpeg".into(), ..Default::default() },
+    };
     assert!(orchestrator.get("no-such-job").await.unwrap().is_none(), "an unknown id has no record");
 
     // Success, with a heartbeat on the way.

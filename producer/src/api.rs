@@ -173,35 +173,11 @@ fn finished_response(record: &JobRecord) -> Response {
     }
 }
 
-/// The source metadata a job record shows: what the image is, never who took it, with what,
-/// when or where. Camera make and model, capture time and any field not listed here (a
-/// serial number, an owner, coordinates, should the engine ever record them) stay out of
-/// `GET /jobs`; the sidecar in the destination bucket is the place for them.
-pub const PUBLIC_METADATA_FIELDS: &[&str] = &[
-    "format",
-    "width",
-    "height",
-    "uprightWidth",
-    "uprightHeight",
-    "orientation",
-    "colorSpace",
-    "bitDepth",
-    "hasAlpha",
-    "hasIcc",
-    "iccDropped",
-    "hasExif",
-    "hasXmp",
-    "hasGps",
-    "progressive",
-];
-
-/// `record` as the API shows it: its metadata cut down to [`PUBLIC_METADATA_FIELDS`].
+/// `record` as the API shows it: its source metadata without the camera facts (see
+/// [`SourceMetadata::public`](protocol::message::SourceMetadata::public)); the sidecar in the
+/// destination bucket is the place for them.
 pub fn public_record(mut record: JobRecord) -> JobRecord {
-    if let Some(serde_json::Value::Object(fields)) = &mut record.metadata {
-        fields.retain(|name, _| PUBLIC_METADATA_FIELDS.contains(&name.as_str()));
-    } else {
-        record.metadata = None;
-    }
+    record.metadata = record.metadata.as_ref().map(protocol::message::SourceMetadata::public);
     record
 }
 

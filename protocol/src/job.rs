@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::JobError;
-use crate::message::Output;
+use crate::message::{Output, SourceMetadata};
 use crate::rendition::Rendition;
 pub use crate::workflow::JobState;
 
@@ -59,7 +59,7 @@ pub struct JobRecord {
     pub outputs: Vec<Output>,
     /// What the engine read from the source, once it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<SourceMetadata>,
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<JobError>,

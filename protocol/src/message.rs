@@ -127,7 +127,7 @@ pub enum ReportKind {
         outputs: Vec<Output>,
         /// What the engine read from the source (format, size, camera, ...).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        metadata: Option<serde_json::Value>,
+        metadata: Option<SourceMetadata>,
     },
     /// The attempt failed.
     Failed {
@@ -168,7 +168,66 @@ pub struct Processed {
     /// The renditions written.
     pub outputs: Vec<Output>,
     /// What the engine read from the source.
-    pub metadata: serde_json::Value,
+    pub metadata: SourceMetadata,
+}
+
+/// Facts the image engine read from a source: what it is (format, size, orientation,
+/// colour), which metadata it carried, and the camera facts the sidecar keeps. Reported
+/// with a success and shown in job records through [`SourceMetadata::public`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SourceMetadata {
+    /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.
+    pub format: String,
+    /// Width as stored in the file, before orientation.
+    pub width: u32,
+    /// Height as stored in the file, before orientation.
+    pub height: u32,
+    /// Width once the EXIF orientation is applied (what a viewer sees).
+    pub upright_width: u32,
+    /// Height once the EXIF orientation is applied.
+    pub upright_height: u32,
+    /// EXIF orientation, 1 (upright) to 8; 1 when absent.
+    pub orientation: u8,
+    /// Colour model of the stored samples: `rgb`, `gray`, `cmyk` or `ycck`.
+    pub color_space: String,
+    /// Bits per sample in the file.
+    pub bit_depth: u8,
+    /// Whether the source has an alpha channel.
+    pub has_alpha: bool,
+    /// Whether an ICC colour profile is embedded.
+    pub has_icc: bool,
+    /// The source's ICC profile was too large or malformed to carry into the outputs, which
+    /// were written without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub icc_dropped: bool,
+    /// Whether the source carries Exif data.
+    pub has_exif: bool,
+    /// Whether the source carries an XMP packet.
+    pub has_xmp: bool,
+    /// Whether the source carries GPS coordinates (Exif GPS IFD or XMP GPS fields).
+    pub has_gps: bool,
+    /// Progressive JPEG or not; absent for other formats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progressive: Option<bool>,
+    /// Exif `Make`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_make: Option<String>,
+    /// Exif `Model`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_model: Option<String>,
+    /// Exif `DateTimeOriginal` (falling back to `DateTime`) as `YYYY-MM-DDTHH:MM:SS`, local time
+    /// of the camera, with the Exif offset appended when the file records one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_time: Option<String>,
+}
+
+impl SourceMetadata {
+    /// What a job record shows to any caller: what the image is, never who took it, with
+    /// what or when (camera make, model and capture time stay in the sidecar).
+    pub fn public(&self) -> Self {
+        Self { camera_make: None, camera_model: None, capture_time: None, ..self.clone() }
+    }
 }
 
 #[cfg(test)]

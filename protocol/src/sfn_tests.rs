@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::error::ErrorClass;
+use crate::message::SourceMetadata;
 use crate::rendition::Rendition;
 
 fn entered(at_ms: i64, name: &str) -> Event {
@@ -131,10 +132,15 @@ fn causes_are_job_errors_that_fit() {
 
 #[test]
 fn outputs_fit_the_limit() {
-    let small = Processed { outputs: Vec::new(), metadata: json!({ "format": "jpeg" }) };
+    let small = Processed {
+        outputs: Vec::new(),
+        metadata: SourceMetadata { format: "jpeg".into(), ..SourceMetadata::default() },
+    };
     let out: serde_json::Value = serde_json::from_str(&success_output(&small)).expect("json");
     assert_eq!((out["status"].as_str(), out["metadata"]["format"].as_str()), (Some(SUCCEEDED), Some("jpeg")));
-    let huge = Processed { outputs: Vec::new(), metadata: json!({ "blob": "x".repeat(MAX_OUTPUT_BYTES) }) };
+    let camera_model = Some("x".repeat(MAX_OUTPUT_BYTES));
+    let huge =
+        Processed { outputs: Vec::new(), metadata: SourceMetadata { camera_model, ..SourceMetadata::default() } };
     let out = success_output(&huge);
     assert!(out.len() <= MAX_OUTPUT_BYTES && out.contains("omitted"), "{}", &out[..80]);
 }

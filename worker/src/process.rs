@@ -46,7 +46,7 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
         .await
         .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
 
-    let metadata = serde_json::to_value(&rendered.metadata).unwrap_or_default();
+    let metadata = rendered.metadata;
     let mut outputs = Vec::with_capacity(rendered.outputs.len());
     for (encoded, rendition) in rendered.outputs.into_iter().zip(&job.renditions) {
         let key = output_key(&job.source_key, rendition);

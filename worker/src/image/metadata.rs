@@ -2,56 +2,7 @@
 //! capture facts from Exif, and whether location data was present (it never reaches outputs).
 
 use exif::{In, Reader, Tag, Value};
-use serde::Serialize;
-
-/// Facts about a source image, serialised into the job's metadata sidecar.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SourceMetadata {
-    /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.
-    pub format: String,
-    /// Width as stored in the file, before orientation.
-    pub width: u32,
-    /// Height as stored in the file, before orientation.
-    pub height: u32,
-    /// Width once the EXIF orientation is applied (what a viewer sees).
-    pub upright_width: u32,
-    /// Height once the EXIF orientation is applied.
-    pub upright_height: u32,
-    /// EXIF orientation, 1 (upright) to 8; 1 when absent.
-    pub orientation: u8,
-    /// Colour model of the stored samples: `rgb`, `gray`, `cmyk` or `ycck`.
-    pub color_space: String,
-    /// Bits per sample in the file.
-    pub bit_depth: u8,
-    /// Whether the source has an alpha channel.
-    pub has_alpha: bool,
-    /// Whether an ICC colour profile is embedded.
-    pub has_icc: bool,
-    /// The source's ICC profile was too large or malformed to carry into the outputs, which
-    /// were written without it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub icc_dropped: bool,
-    /// Whether the source carries Exif data.
-    pub has_exif: bool,
-    /// Whether the source carries an XMP packet.
-    pub has_xmp: bool,
-    /// Whether the source carries GPS coordinates (Exif GPS IFD or XMP GPS fields).
-    pub has_gps: bool,
-    /// Progressive JPEG or not; absent for other formats.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub progressive: Option<bool>,
-    /// Exif `Make`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub camera_make: Option<String>,
-    /// Exif `Model`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub camera_model: Option<String>,
-    /// Exif `DateTimeOriginal` (falling back to `DateTime`) as `YYYY-MM-DDTHH:MM:SS`, local time
-    /// of the camera, with the Exif offset appended when the file records one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture_time: Option<String>,
-}
+pub use protocol::message::SourceMetadata;
 
 /// The parts of an Exif block the engine uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
