@@ -34,6 +34,8 @@ impl DlqItem {
 const SCAN_VISIBILITY: Duration = Duration::from_secs(120);
 /// How long a scan waits for more messages before it concludes the queue is read.
 const SCAN_WAIT: Duration = Duration::from_secs(1);
+/// How long a scan keeps asking while the queue counts ready messages it was not given.
+const SCAN_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Reads every message, lets `remove` pick the ones to delete (after it has dealt with
 /// them: they are deleted at once), and releases the rest at the end. Returns every item
@@ -47,6 +49,7 @@ where
     let mut seen: Vec<(DlqItem, bool)> = Vec::new();
     let mut held = Vec::new();
     let mut result = Ok(());
+    let patience = std::time::Instant::now() + SCAN_PATIENCE;
     'scan: loop {
         // A short wait, not zero: SQS may answer an instant poll with nothing while messages exist.
         let batch = match dlq.receive(10, SCAN_WAIT, SCAN_VISIBILITY).await {
@@ -57,7 +60,13 @@ where
             }
         };
         if batch.is_empty() {
-            break;
+            // An empty answer is not proof of an empty queue (SQS samples its servers):
+            // keep reading while the queue's own count says messages are ready.
+            let ready = dlq.stats().await.map(|s| s.visible).unwrap_or(0);
+            if ready == 0 || std::time::Instant::now() >= patience {
+                break;
+            }
+            continue;
         }
         let mut wrapped = false;
         for m in batch {
@@ -102,8 +111,28 @@ where
 /// # Errors
 /// The queue failed.
 pub async fn list(dlq: &dyn Queue) -> Result<Vec<DlqItem>, EngineError> {
+    Ok(survey(dlq).await?.items)
+}
+
+/// What a look at the dead-letter queue found.
+#[derive(Clone, Debug)]
+pub struct Survey {
+    /// Every message read, untouched.
+    pub items: Vec<DlqItem>,
+    /// Messages the queue counts as received by someone else (another scan, a redrive in
+    /// progress) when the look ended: not listed, but not lost either.
+    pub in_flight_elsewhere: u64,
+}
+
+/// Every message on the dead-letter queue, untouched, and how many others are in flight.
+///
+/// # Errors
+/// The queue failed.
+pub async fn survey(dlq: &dyn Queue) -> Result<Survey, EngineError> {
     let seen = scan(dlq, |item| async move { Ok((item, false)) }).await?;
-    Ok(seen.into_iter().map(|(item, _)| item).collect())
+    // Asked after the scan released what it held, so whatever is in flight is someone else's.
+    let in_flight_elsewhere = dlq.stats().await?.in_flight;
+    Ok(Survey { items: seen.into_iter().map(|(item, _)| item).collect(), in_flight_elsewhere })
 }
 
 /// Starts again, with `restart`, the dead-lettered jobs that `ids` name (all of them

@@ -7,8 +7,8 @@ use orchestrator::dead_letter;
 use orchestrator::engine::Applied;
 use orchestrator::{EmbeddedEngine, Queues};
 use pipeline_core::orchestration::Orchestrator;
-use pipeline_core::queue::Queue;
 use pipeline_core::queue::sqlite::SqliteQueue;
+use pipeline_core::queue::{Queue, QueueError, QueueStats, Received};
 use pipeline_core::sqlite::Db;
 use protocol::dead_letter::DeadLetter;
 use protocol::job::JobState;
@@ -285,4 +285,57 @@ async fn a_second_start_under_a_used_id_is_a_conflict_not_an_outage() {
     r.engine.start(job.clone()).await.expect("started");
     let err = r.engine.start(job).await.expect_err("the id is taken");
     assert!(err.conflict, "intake answers 409, not 503: {err}");
+}
+
+/// A queue that answers its first receives with nothing, as SQS may while messages wait.
+#[derive(Debug)]
+struct Sampling {
+    inner: Arc<dyn Queue>,
+    empty_answers: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Queue for Sampling {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        self.inner.send(body, delay).await
+    }
+    async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
+        let left = self.empty_answers.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.empty_answers.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Ok(Vec::new());
+        }
+        self.inner.receive(max, wait, visibility).await
+    }
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.inner.delete(receipt).await
+    }
+    async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
+        self.inner.change_visibility(receipt, timeout).await
+    }
+    async fn purge(&self) -> Result<u64, QueueError> {
+        self.inner.purge().await
+    }
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.inner.stats().await
+    }
+}
+
+#[tokio::test]
+async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_of_those_in_flight() {
+    let r = rig(Policy::default());
+    r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
+    r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
+    let sampling = Sampling { inner: Arc::clone(&r.dlq), empty_answers: 3.into() };
+    let survey = dead_letter::survey(&sampling).await.expect("survey");
+    assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (2, 0), "empty answers are not an empty queue");
+
+    // One letter held by someone else (a redrive in progress) is counted, not listed, not lost.
+    let held = r.dlq.receive(1, Duration::ZERO, Duration::from_secs(60)).await.expect("receive");
+    assert_eq!(held.len(), 1);
+    let survey = dead_letter::survey(r.dlq.as_ref()).await.expect("survey");
+    assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (1, 1));
 }

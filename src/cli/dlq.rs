@@ -54,11 +54,18 @@ pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Resu
     let dlq = std::sync::Arc::clone(&stack.backends.dead_letters);
     match command {
         DlqCommand::List { json } => {
-            let items = dead_letter::list(dlq.as_ref()).await?;
+            let survey = dead_letter::survey(dlq.as_ref()).await?;
+            let items = survey.items;
+            if survey.in_flight_elsewhere > 0 {
+                eprintln!(
+                    "imgpipe: {} more dead letter(s) are in flight elsewhere (being read or redriven) and not listed",
+                    survey.in_flight_elsewhere
+                );
+            }
             if json {
                 let out: Vec<_> = items.iter().map(item_json).collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
-            } else if items.is_empty() {
+            } else if items.is_empty() && survey.in_flight_elsewhere == 0 {
                 println!("the dead-letter queue is empty");
             } else {
                 println!("{:<36}  {:<24}  {:>8}  REASON", "JOB ID", "ERROR", "ATTEMPTS");
