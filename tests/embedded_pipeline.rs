@@ -288,3 +288,29 @@ async fn an_absurd_spec_is_refused_at_intake_and_dead_lettered_past_it_while_the
     assert_eq!(health.status().as_u16(), 200);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_and_a_request_for_it_make_one_job_and_a_rewrite_makes_another() {
+    let s = TestServer::start(test_options()).await;
+    // The original project's flow: upload into the original bucket, then ask for it.
+    s.drop_file("original", "flow.jpg", MYPHOTO);
+    let (status, body) = s.post_process("?wait=30", &seed_request("flow.jpg")).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["jobId"].as_str().expect("jobId").to_owned();
+    // The watcher sees the same file settle and starts... the same job.
+    let jobs_for = |jobs: Vec<protocol::job::JobRecord>| -> Vec<String> {
+        jobs.into_iter().filter(|j| j.source_key == "flow.jpg").map(|j| j.job_id).collect()
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(jobs_for(orchestrator_list(&s).await), vec![id.clone()], "one job for one upload");
+    let (status, again) = s.post_process("", &seed_request("flow.jpg")).await;
+    assert_eq!((status, again["jobId"].as_str()), (202, Some(id.as_str())), "asking again names the same job");
+
+    // A new version of the file is new work.
+    std::thread::sleep(Duration::from_millis(20));
+    s.drop_file("original", "flow.jpg", &tall_png());
+    let (_, body) = s.post_process("?wait=30", &seed_request("flow.jpg")).await;
+    let second = body["jobId"].as_str().expect("jobId").to_owned();
+    assert_ne!(second, id, "a rewritten source is a new job");
+    s.stop().await;
+}

@@ -146,6 +146,7 @@ impl BlobStore for S3BlobStore {
             size: announced.unwrap_or(0),
             content_type: content_type_or_guess(out.content_type(), key),
             cache_control: out.cache_control().map(str::to_owned),
+            version: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
         };
         // Read chunk by chunk, so a body longer than announced still stops at the limit.
         let mut stream = out.body;
@@ -179,6 +180,7 @@ impl BlobStore for S3BlobStore {
             size: size_of(out.content_length()),
             content_type: content_type_or_guess(out.content_type(), key),
             cache_control: out.cache_control().map(str::to_owned),
+            version: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
         })
     }
 
@@ -213,6 +215,7 @@ impl BlobStore for S3BlobStore {
                     size: size_of(obj.size()),
                     content_type: guess_content_type(key).to_owned(),
                     cache_control: None,
+                    version: obj.e_tag().map(|t| t.trim_matches('"').to_owned()),
                 });
             }
         }

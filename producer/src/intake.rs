@@ -53,13 +53,29 @@ impl Intake {
         validate_key(&request.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
         let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
         rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
-        match self.blobs.head(&request.source_bucket, &request.source_key).await {
-            Ok(_) => {}
+        let source = match self.blobs.head(&request.source_bucket, &request.source_key).await {
+            Ok(meta) => meta,
             Err(BlobError::NotFound { bucket, key }) => return Err(IntakeError::SourceMissing { bucket, key }),
             Err(e @ BlobError::InvalidName { .. }) => return Err(IntakeError::InvalidKey(e.to_string())),
             Err(e) => return Err(IntakeError::Unavailable(e.to_string())),
+        };
+        let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
+        let Some(version) = source.version else {
+            let job = Job::new(bucket, key, destination, renditions);
+            return self.start(job).await;
+        };
+        // One job per source version and spec: a second intake of the same upload is the same job.
+        let job = Job::for_source(bucket, key, &version, destination, renditions);
+        match self.start(job.clone()).await {
+            Err(IntakeError::Conflict(_)) => {
+                tracing::info!(job_id = %job.job_id, key = ?job.source_key, "already started for this version of the source");
+                Ok(job)
+            }
+            started => started,
         }
-        let job = Job::new(request.source_bucket, request.source_key, request.destination_bucket, renditions);
+    }
+
+    async fn start(&self, job: Job) -> Result<Job, IntakeError> {
         self.orchestrator.start(job.clone()).await.map_err(|e| {
             if e.conflict { IntakeError::Conflict(e.to_string()) } else { IntakeError::Unavailable(e.to_string()) }
         })?;

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::JobError;
 use crate::rendition::Rendition;
 
+/// The namespace of ids made by [`Job::for_source`] (a fixed, random UUID).
+const JOB_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a54_9b3e_4d0a_8e77_1f5c_3b2d_9a41);
+
 /// The message version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;
 
@@ -62,6 +65,29 @@ impl Job {
             attempt: 1,
             task_token: None,
         }
+    }
+
+    /// A first attempt whose id follows from what it does: the same source version,
+    /// destination and renditions always give the same id, so two intakes of one upload
+    /// (the bucket's notification or the folder watcher, and a `POST /process`) start one
+    /// job, and a rewritten source starts a new one.
+    pub fn for_source(
+        source_bucket: impl Into<String>,
+        source_key: impl Into<String>,
+        source_version: &str,
+        destination_bucket: impl Into<String>,
+        renditions: Vec<Rendition>,
+    ) -> Self {
+        let mut job = Self::new(source_bucket, source_key, destination_bucket, renditions);
+        let what = serde_json::json!([
+            job.source_bucket,
+            job.source_key,
+            source_version,
+            job.destination_bucket,
+            job.renditions
+        ]);
+        job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.to_string().as_bytes()).to_string();
+        job
     }
 
     /// Reads a job message.

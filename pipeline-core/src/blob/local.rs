@@ -86,7 +86,7 @@ impl LocalBlobStore {
 
     /// The stored metadata, or what the key suggests when there is none, or when the metadata
     /// file passes through a link (which is never read).
-    fn read_meta(&self, bucket: &str, key: &str, size: u64) -> BlobMeta {
+    fn read_meta(&self, bucket: &str, key: &str, size: u64, version: Option<String>) -> BlobMeta {
         let rel = meta_rel(bucket, key);
         let base = &self.root;
         let stored: StoredMeta = match passes_through_link(base, &rel) {
@@ -108,6 +108,7 @@ impl LocalBlobStore {
             size,
             content_type: stored.content_type.unwrap_or_else(|| guess_content_type(key).into()),
             cache_control: stored.cache_control,
+            version,
         }
     }
 
@@ -138,7 +139,7 @@ impl LocalBlobStore {
         if len > max_bytes {
             return Err(too_large(len));
         }
-        Ok(Blob { meta: self.read_meta(bucket, key, len), body: Bytes::from(body) })
+        Ok(Blob { meta: self.read_meta(bucket, key, len, file_version(&md)), body: Bytes::from(body) })
     }
 
     fn head_sync(&self, bucket: &str, key: &str) -> Result<BlobMeta, BlobError> {
@@ -147,7 +148,7 @@ impl LocalBlobStore {
         if !md.is_file() {
             return Err(BlobError::NotFound { bucket: bucket.into(), key: key.into() });
         }
-        Ok(self.read_meta(bucket, key, md.len()))
+        Ok(self.read_meta(bucket, key, md.len(), file_version(&md)))
     }
 
     fn put_sync(&self, bucket: &str, key: &str, body: &[u8], options: &PutOptions) -> Result<(), BlobError> {
@@ -202,7 +203,7 @@ impl LocalBlobStore {
         collect_keys(bucket, &dir, "", &mut keys)?;
         keys.retain(|(k, _)| k.starts_with(prefix));
         keys.sort();
-        Ok(keys.into_iter().map(|(key, size)| self.read_meta(bucket, &key, size)).collect())
+        Ok(keys.into_iter().map(|(key, size)| self.read_meta(bucket, &key, size, None)).collect())
     }
 }
 
@@ -337,4 +338,11 @@ impl BlobStore for LocalBlobStore {
         let (me, bucket, prefix) = (self.clone(), bucket.to_owned(), prefix.to_owned());
         blocking(move || me.list_sync(&bucket, &prefix)).await
     }
+}
+
+/// A local file's version: its size and modification time to the nanosecond, which a
+/// rewrite changes (renamed-into-place writes always do).
+fn file_version(md: &std::fs::Metadata) -> Option<String> {
+    let modified = md.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(format!("{}-{}", md.len(), modified.as_nanos()))
 }

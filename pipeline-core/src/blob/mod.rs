@@ -24,6 +24,10 @@ pub struct BlobMeta {
     pub content_type: String,
     /// `Cache-Control`, when one was stored.
     pub cache_control: Option<String>,
+    /// Names this version of the object: S3's ETag, or the local file's size and
+    /// modification time. A rewritten object gets a new one. `None` in listings that do
+    /// not carry it.
+    pub version: Option<String>,
 }
 
 /// An object read whole.
