@@ -1,5 +1,6 @@
 //! The HTTP API: `POST /process`, `GET /jobs/{id}`, `GET /jobs`, `GET /healthz`,
-//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`.
+//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`. With API keys
+//! configured, every route but `/healthz` needs a key of the route's scope ([`crate::auth`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -7,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +20,7 @@ use protocol::job::{JobRecord, JobState};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, ApiKeys, Scope};
 use crate::error::ApiError;
 use crate::intake::{Intake, ProcessRequest};
 
@@ -37,12 +40,22 @@ pub struct ApiState {
     pub accepted: Arc<AtomicU64>,
     /// Cancelled when the server stops: `?wait` answers at once rather than hold shutdown up.
     pub shutdown: CancellationToken,
+    /// The keys requests must carry; `None` turns authentication off (a loopback listener
+    /// without keys, or behind API Gateway's own authorisation on Lambda).
+    pub keys: Option<Arc<ApiKeys>>,
 }
 
 impl ApiState {
     /// State for `intake`, reporting the depth of `queues`.
     pub fn new(intake: Intake, queues: Vec<Arc<dyn Queue>>) -> Self {
-        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)), shutdown: CancellationToken::new() }
+        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)), shutdown: CancellationToken::new(), keys: None }
+    }
+
+    /// Requires one of `keys` on every route but `/healthz`; no keys turns authentication off.
+    #[must_use]
+    pub fn with_keys(mut self, keys: ApiKeys) -> Self {
+        self.keys = (!keys.is_empty()).then(|| Arc::new(keys));
+        self
     }
 
     /// Ends `?wait` early when `shutdown` is cancelled.
@@ -53,20 +66,34 @@ impl ApiState {
     }
 }
 
-/// The API's routes.
+/// The API's routes, each behind the scope it needs.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/process", post(process))
+    let needs = |scope: Scope| middleware::from_fn_with_state((state.keys.clone(), scope), require);
+    let read = Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/metrics", get(metrics))
+        .route_layer(needs(Scope::Read));
+    let submit = Router::new().route("/process", post(process)).route_layer(needs(Scope::Submit));
+    read.merge(submit)
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+async fn require(
+    State((keys, needed)): State<(Option<Arc<ApiKeys>>, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match auth::authorize(keys.as_deref(), request.headers(), needed) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 #[derive(Deserialize)]

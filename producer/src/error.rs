@@ -2,7 +2,7 @@
 //! `{"error":{"code","message"}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// An error the API answers with.
@@ -45,7 +45,12 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The JSON body; a 401 also carries the `WWW-Authenticate: Bearer` challenge.
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use producer::api::{ApiState, router};
+use producer::auth::ApiKeys;
 use producer::intake::Intake;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
@@ -59,6 +60,10 @@ struct App {
 }
 
 fn app() -> App {
+    app_with(|state| state)
+}
+
+fn app_with(configure: impl FnOnce(ApiState) -> ApiState) -> App {
     let data = TempDir::new().expect("data dir");
     let store = LocalBlobStore::new(data.path());
     store.create_bucket("original").expect("bucket");
@@ -69,7 +74,7 @@ fn app() -> App {
         blobs: Arc::new(store),
         allowed_buckets: vec!["original".into(), "resized".into()],
     };
-    App { router: router(ApiState::new(intake, Vec::new())), data, jobs }
+    App { router: router(configure(ApiState::new(intake, Vec::new()))), data, jobs }
 }
 
 async fn call(router: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -163,4 +168,56 @@ async fn job_records_show_no_camera_or_capture_facts() {
             assert!(!text.contains(private), "{private} shown: {text}");
         }
     }
+}
+
+fn with_key(mut request: Request<Body>, key: &str) -> Request<Body> {
+    request.headers_mut().insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    request
+}
+
+#[tokio::test]
+async fn with_keys_each_route_needs_a_key_of_its_scope() {
+    let mut keys = ApiKeys::none();
+    keys.add_list("read:read-key-1,submit:submit-key-2,operator:operator-key-3").expect("keys");
+    let app = app_with(|state| state.with_keys(keys));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+
+    // No key, or one that is not configured: 401 with a challenge, and no job.
+    for request in [process("p.jpg"), with_key(process("p.jpg"), "submit-key-"), get("/jobs")] {
+        let response = app.router.clone().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "Unauthorized", "{body}");
+    }
+    // A read key reads but cannot submit.
+    let (status, body) = call(&app.router, with_key(process("p.jpg"), "read-key-1")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "InsufficientScope", "{body}");
+    assert!(app.jobs.0.lock().expect("lock").is_empty(), "no job started");
+    let (status, _) = call(&app.router, with_key(get("/jobs"), "read-key-1")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Submit and operator keys submit; X-Api-Key works as well as a bearer token.
+    let (status, body) = call(&app.router, with_key(process("p.jpg"), "submit-key-2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut request = process("p.jpg");
+    request.headers_mut().insert("x-api-key", "operator-key-3".parse().expect("header"));
+    let (status, body) = call(&app.router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["jobId"].as_str().expect("job id").to_owned();
+    let (status, _) = call(&app.router, with_key(get(&format!("/jobs/{id}")), "submit-key-2")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The health check stays open.
+    let (status, _) = call(&app.router, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_keys_the_router_is_open() {
+    let app = app_with(|state| state.with_keys(ApiKeys::none()));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }
