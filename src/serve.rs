@@ -9,6 +9,7 @@ use pipeline_core::queue::Queue;
 use producer::api::{self, ApiState};
 use producer::auth::ApiKeys;
 use producer::intake::Intake;
+use producer::limits::ApiLimits;
 use producer::watcher::FolderWatcher;
 use protocol::workflow::Policy;
 use tokio::net::TcpListener;
@@ -37,6 +38,8 @@ pub struct ServeOptions {
     /// The API keys requests must carry; none turns authentication off, which only a
     /// loopback `listen` allows.
     pub keys: ApiKeys,
+    /// The API's caps on requests in flight and waiting, and its request timeout.
+    pub limits: ApiLimits,
 }
 
 /// Refuses an API open to the network without keys: with no key configured, `listen` must
@@ -116,7 +119,8 @@ impl Server {
         }
         let state = ApiState::new(intake, stack.backends.all_queues())
             .with_shutdown(shutdown.clone())
-            .with_keys(options.keys.clone());
+            .with_keys(options.keys.clone())
+            .with_limits(options.limits);
         let app = api::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;

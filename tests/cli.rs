@@ -40,6 +40,8 @@ fn bad_flags_and_unsafe_commands_are_refused() {
     let dir = TempDir::new().expect("tempdir");
     let (ok, _, err) = run_cli(dir.path(), &["serve", "--task-timeout", "soon"]);
     assert!(!ok && err.contains("not a duration"), "{err}");
+    let (ok, _, err) = run_cli(dir.path(), &["serve", "--max-in-flight", "0"]);
+    assert!(!ok && err.contains("IMGPIPE_MAX_IN_FLIGHT"), "{err}");
     let (ok, _, err) = run_cli(dir.path(), &["bogus"]);
     assert!(!ok && err.contains("unrecognized subcommand"), "{err}");
 }

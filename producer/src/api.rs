@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{self, ApiKeys, Scope};
 use crate::error::ApiError;
 use crate::intake::{Intake, ProcessRequest};
+use crate::limits::{self, ApiLimits, Load};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,12 +44,28 @@ pub struct ApiState {
     /// The keys requests must carry; `None` turns authentication off (a loopback listener
     /// without keys, or behind API Gateway's own authorisation on Lambda).
     pub keys: Option<Arc<ApiKeys>>,
+    /// The caps on requests in flight and waiting, and their permits.
+    pub load: Arc<Load>,
 }
 
 impl ApiState {
     /// State for `intake`, reporting the depth of `queues`.
     pub fn new(intake: Intake, queues: Vec<Arc<dyn Queue>>) -> Self {
-        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)), shutdown: CancellationToken::new(), keys: None }
+        Self {
+            intake,
+            queues,
+            accepted: Arc::new(AtomicU64::new(0)),
+            shutdown: CancellationToken::new(),
+            keys: None,
+            load: Arc::new(Load::new(ApiLimits::default())),
+        }
+    }
+
+    /// Serves within `limits` rather than the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.load = Arc::new(Load::new(limits));
+        self
     }
 
     /// Requires one of `keys` on every route but `/healthz`; no keys turns authentication off.
@@ -76,12 +93,14 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(needs(Scope::Read));
     let submit = Router::new().route("/process", post(process)).route_layer(needs(Scope::Submit));
     read.merge(submit)
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
         })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.load), limits::shed_and_time))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Health checks pass whatever the load: they ask whether the process lives.
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .with_state(state)
 }
 
@@ -119,6 +138,8 @@ async fn process(
             }
         },
     };
+    // Taken before the job starts: a request turned away has started nothing.
+    let _waiting = wait.map(|_| state.load.start_waiting()).transpose()?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(e.status(), "PayloadTooLarge", format!("request body exceeds {MAX_BODY_BYTES} bytes"))

@@ -1,7 +1,9 @@
 //! The API in process: requests through the router with `oneshot`, a local store in a temp
 //! dir, and an in-memory orchestrator whose records the test controls.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -13,18 +15,27 @@ use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use producer::api::{ApiState, router};
 use producer::auth::ApiKeys;
 use producer::intake::Intake;
+use producer::limits::ApiLimits;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-/// Records started jobs; answers `get` and `list` from them.
+/// Records started jobs; answers `get` and `list` from them. Starting a job takes the
+/// milliseconds set by `slow_start`.
 #[derive(Debug, Default)]
-struct Jobs(Mutex<Vec<JobRecord>>);
+struct Jobs(Mutex<Vec<JobRecord>>, AtomicU64);
+
+impl Jobs {
+    fn slow_start(&self, ms: u64) {
+        self.1.store(ms, Ordering::Relaxed);
+    }
+}
 
 #[async_trait]
 impl Orchestrator for Jobs {
     async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
+        tokio::time::sleep(Duration::from_millis(self.1.load(Ordering::Relaxed))).await;
         let record = JobRecord {
             job_id: job.job_id,
             state: JobState::ProcessImage,
@@ -219,5 +230,81 @@ async fn without_keys_the_router_is_open() {
     let app = app_with(|state| state.with_keys(ApiKeys::none()));
     std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
     let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+fn waiting(key: &str, secs: u64) -> Request<Body> {
+    let mut request = process(key);
+    *request.uri_mut() = format!("/process?wait={secs}").parse().expect("uri");
+    request
+}
+
+#[tokio::test]
+async fn past_the_waiting_cap_a_wait_is_turned_away_at_once_with_retry_after() {
+    let limits = ApiLimits { max_waiting: 2, ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    // The jobs never end: each waiting request holds its place for its whole wait.
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+    );
+    let mut statuses = Vec::new();
+    for response in [a, b, c] {
+        let response = response.expect("response");
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["error"]["code"], "TooManyWaiting", "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::SERVICE_UNAVAILABLE]);
+    assert_eq!(app.jobs.0.lock().expect("lock").len(), 2, "the request turned away started no job");
+    assert!(started.elapsed() >= Duration::from_secs(2), "the two others waited their time");
+    // Their places are free again.
+    let (status, body) = call(&app.router, waiting("p.jpg", 0)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_requests_are_turned_away_but_health_checks_pass() {
+    let limits = ApiLimits { max_in_flight: 1, ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let held = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 2)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let response = app.router.clone().oneshot(get("/jobs")).await.expect("response");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, _) = call(&app.router, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(held.await.expect("task").expect("response").status(), StatusCode::ACCEPTED);
+    let (status, _) = call(&app.router, get("/jobs")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_past_its_time_ends_in_a_503() {
+    let limits = ApiLimits { request_timeout: Duration::from_millis(200), ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    app.jobs.slow_start(5_000);
+    let started = Instant::now();
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "RequestTimeout", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A waiting request has its wait on top: it is answered when the wait ends.
+    app.jobs.slow_start(0);
+    let (status, body) = call(&app.router, waiting("p.jpg", 1)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 }

@@ -14,8 +14,9 @@ use anyhow::Context;
 
 use clap::{Parser, Subcommand};
 use producer::auth::ApiKeys;
+use producer::limits::ApiLimits;
 use tokio_util::sync::CancellationToken;
-use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, WorkerArgs, WorkflowArgs};
+use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, Span, WorkerArgs, WorkflowArgs};
 use wiring::{Backends, Deployment, WorkerSettings};
 
 use crate::serve::{ServeOptions, Server, cancel_on_signals, check_exposure};
@@ -69,6 +70,15 @@ struct ServeArgs {
     /// A file of API keys, one `scope:key` a line (`#` starts a comment).
     #[arg(long, env = "IMGPIPE_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
+    /// `POST /process?wait=` requests waiting at once; past it, 503 with `Retry-After` (0: no waiting).
+    #[arg(long, env = "IMGPIPE_MAX_WAITING", default_value_t = ApiLimits::default().max_waiting)]
+    max_waiting: usize,
+    /// Requests served at once (`/healthz` aside); past it, 503 with `Retry-After`.
+    #[arg(long, env = "IMGPIPE_MAX_IN_FLIGHT", default_value_t = ApiLimits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// The longest a request may take; a `?wait` request may take its wait on top.
+    #[arg(long, env = "IMGPIPE_REQUEST_TIMEOUT", default_value_t = Span(ApiLimits::default().request_timeout))]
+    request_timeout: Span,
     /// Buckets, and what the watcher or the S3 events turn into jobs.
     #[command(flatten)]
     intake: IntakeArgs,
@@ -127,6 +137,20 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         engine: args.workflow.policy(),
         worker: WorkerSettings::read(&args.worker)?,
         keys: api_keys(args)?,
+        limits: api_limits(args)?,
+    })
+}
+
+fn api_limits(args: &ServeArgs) -> anyhow::Result<ApiLimits> {
+    anyhow::ensure!(args.max_in_flight > 0, "--max-in-flight (IMGPIPE_MAX_IN_FLIGHT) must be at least 1");
+    anyhow::ensure!(
+        !args.request_timeout.0.is_zero(),
+        "--request-timeout (IMGPIPE_REQUEST_TIMEOUT) must be above zero"
+    );
+    Ok(ApiLimits {
+        max_waiting: args.max_waiting,
+        max_in_flight: args.max_in_flight,
+        request_timeout: args.request_timeout.0,
     })
 }
 

@@ -62,6 +62,7 @@ pub fn test_options() -> ServeOptions {
             faults: worker::faults::Faults::default(),
         },
         keys: producer::auth::ApiKeys::none(),
+        limits: producer::limits::ApiLimits::default(),
     }
 }
 
