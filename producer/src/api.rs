@@ -163,10 +163,21 @@ async fn process(
     Ok((StatusCode::ACCEPTED, [("location", status_url)], Json(body)).into_response())
 }
 
+/// How `?wait` looks at its job. With an orchestrator that announces ends, a waiter
+/// sleeps until its job's end is announced and reads the store only then, and once a
+/// second or less often (up to every [`WAIT_FALLBACK_POLL`]) for jobs another process
+/// ended. Without announcements it polls, often at first (most thumbnails take well under
+/// a second), then once a second. Either way [`crate::limits::ApiLimits::max_waiting`]
+/// bounds how many wait.
 async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<Option<JobRecord>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
-    // Look often at first (most thumbnails take well under a second), then back off.
-    let mut pause = Duration::from_millis(25);
+    // Subscribed before the first read, so an end between the read and the wait is seen.
+    let mut ended = state.intake.orchestrator.ended();
+    let (mut pause, longest) = if ended.is_some() {
+        (Duration::from_secs(1), WAIT_FALLBACK_POLL)
+    } else {
+        (Duration::from_millis(25), Duration::from_secs(1))
+    };
     loop {
         let record = state.intake.orchestrator.get(job_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
         if let Some(record) = record.filter(|r| r.state.is_terminal()) {
@@ -178,9 +189,27 @@ async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<
         }
         tokio::select! {
             () = state.shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(pause.min(deadline - now)) => {}
+            () = tokio::time::sleep(pause.min(deadline - now)) => pause = (pause * 2).min(longest),
+            () = announced(&mut ended, job_id) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The longest a waiter whose orchestrator announces ends goes without reading the store.
+pub const WAIT_FALLBACK_POLL: Duration = Duration::from_secs(5);
+
+/// Resolves when `job_id`'s end is announced, or announcements were missed; never when
+/// there are none.
+async fn announced(ended: &mut Option<tokio::sync::broadcast::Receiver<String>>, job_id: &str) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let Some(receiver) = ended.as_mut() else { return std::future::pending().await };
+        match receiver.recv().await {
+            Ok(id) if id == job_id => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => *ended = None,
+        }
     }
 }
 

@@ -19,16 +19,42 @@ use producer::limits::ApiLimits;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
 use tempfile::TempDir;
+use tokio::sync::broadcast;
 use tower::ServiceExt;
 
 /// Records started jobs; answers `get` and `list` from them. Starting a job takes the
-/// milliseconds set by `slow_start`.
+/// milliseconds set by `slow_start`; reads are counted; ends are announced when the
+/// fourth field holds a sender.
 #[derive(Debug, Default)]
-struct Jobs(Mutex<Vec<JobRecord>>, AtomicU64);
+struct Jobs(Mutex<Vec<JobRecord>>, AtomicU64, AtomicU64, Option<broadcast::Sender<String>>);
 
 impl Jobs {
     fn slow_start(&self, ms: u64) {
         self.1.store(ms, Ordering::Relaxed);
+    }
+
+    fn gets(&self) -> u64 {
+        self.2.load(Ordering::Relaxed)
+    }
+
+    /// Ends every job with success, announcing each when ends are announced.
+    fn succeed_all(&self) {
+        let mut records = self.0.lock().expect("lock");
+        for record in records.iter_mut() {
+            record.state = JobState::Success;
+            record.outputs = vec![protocol::message::Output {
+                rendition: "thumbnail".into(),
+                bucket: "resized".into(),
+                key: "resized/p_thumbnail.jpg".into(),
+                size: 1,
+                content_type: "image/jpeg".into(),
+                width: 1,
+                height: 1,
+            }];
+            if let Some(ended) = &self.3 {
+                let _ = ended.send(record.job_id.clone());
+            }
+        }
     }
 }
 
@@ -56,11 +82,16 @@ impl Orchestrator for Jobs {
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
+        self.2.fetch_add(1, Ordering::Relaxed);
         Ok(self.0.lock().expect("lock").iter().find(|r| r.job_id == job_id).cloned())
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
         Ok(self.0.lock().expect("lock").iter().rev().take(limit).cloned().collect())
+    }
+
+    fn ended(&self) -> Option<broadcast::Receiver<String>> {
+        self.3.as_ref().map(broadcast::Sender::subscribe)
     }
 }
 
@@ -75,11 +106,15 @@ fn app() -> App {
 }
 
 fn app_with(configure: impl FnOnce(ApiState) -> ApiState) -> App {
+    app_on(Jobs::default(), configure)
+}
+
+fn app_on(jobs: Jobs, configure: impl FnOnce(ApiState) -> ApiState) -> App {
     let data = TempDir::new().expect("data dir");
     let store = LocalBlobStore::new(data.path());
     store.create_bucket("original").expect("bucket");
     store.create_bucket("resized").expect("bucket");
-    let jobs = Arc::new(Jobs::default());
+    let jobs = Arc::new(jobs);
     let intake = Intake {
         orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
         blobs: Arc::new(store),
@@ -307,4 +342,37 @@ async fn a_request_past_its_time_ends_in_a_503() {
     app.jobs.slow_start(0);
     let (status, body) = call(&app.router, waiting("p.jpg", 1)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn a_waiter_sleeps_until_its_job_ends_rather_than_poll_the_store() {
+    let (ended, _) = broadcast::channel(16);
+    let app = app_on(Jobs(Mutex::default(), AtomicU64::new(0), AtomicU64::new(0), Some(ended)), |state| state);
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    // A job that does not end: a few reads in three seconds, not one every few milliseconds.
+    let (status, body) = call(&app.router, waiting("p.jpg", 3)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(app.jobs.gets() <= 3, "{} reads while waiting 3 s", app.jobs.gets());
+    // Another job's end does not wake it; its own does, at once.
+    let started = Instant::now();
+    let pending = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(ended) = &app.jobs.3 {
+        let _ = ended.send("some-other-job".into());
+    }
+    app.jobs.succeed_all();
+    let response = pending.await.expect("task").expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(900), "woken by the end, not a poll: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn without_announcements_a_waiter_still_sees_its_job_end() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let pending = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.jobs.succeed_all();
+    let response = pending.await.expect("task").expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
 }
