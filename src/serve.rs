@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use pipeline_core::queue::Queue;
 use producer::api::{self, ApiState};
+use producer::auth::ApiKeys;
 use producer::intake::Intake;
+use producer::limits::ApiLimits;
 use producer::watcher::FolderWatcher;
 use protocol::workflow::Policy;
 use tokio::net::TcpListener;
@@ -33,6 +35,25 @@ pub struct ServeOptions {
     pub engine: Policy,
     /// The workers in this process; `runner.concurrency` 0 runs none.
     pub worker: WorkerSettings,
+    /// The API keys requests must carry; none turns authentication off, which only a
+    /// loopback `listen` allows.
+    pub keys: ApiKeys,
+    /// The API's caps on requests in flight and waiting, and its request timeout.
+    pub limits: ApiLimits,
+}
+
+/// Refuses an API open to the network without keys: with no key configured, `listen` must
+/// be a loopback address.
+///
+/// # Errors
+/// `listen` is not loopback and `keys` is empty; the message names the settings to use.
+pub fn check_exposure(listen: SocketAddr, keys: &ApiKeys) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !keys.is_empty() || listen.ip().is_loopback(),
+        "refusing to serve the API on {listen} without API keys: set IMGPIPE_API_KEYS (or IMGPIPE_API_KEY_FILE), \
+         or listen on a loopback address such as 127.0.0.1:8080"
+    );
+    Ok(())
 }
 
 /// A bound server, ready to run.
@@ -48,8 +69,10 @@ impl Server {
     /// Creates the local buckets and binds the listener.
     ///
     /// # Errors
-    /// A bucket cannot be created or the address cannot be bound.
+    /// The listener would be open to the network without keys ([`check_exposure`]), a
+    /// bucket cannot be created or the address cannot be bound.
     pub async fn bind(stack: Deployment, options: ServeOptions) -> anyhow::Result<Self> {
+        check_exposure(options.listen, &options.keys)?;
         if let Some(local) = stack.local_blobs() {
             for bucket in &options.allowed_buckets {
                 local.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
@@ -94,7 +117,11 @@ impl Server {
             let reporter = wiring::reporter(&stack.args, &stack.backends)?;
             parts.spawn(wiring::runner(&stack.backends, reporter, &options.worker).run(shutdown.clone()));
         }
-        let app = api::router(ApiState::new(intake, stack.backends.all_queues()).with_shutdown(shutdown.clone()));
+        let state = ApiState::new(intake, stack.backends.all_queues())
+            .with_shutdown(shutdown.clone())
+            .with_keys(options.keys.clone())
+            .with_limits(options.limits);
+        let app = api::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
         shutdown.cancel();
@@ -127,4 +154,23 @@ pub fn cancel_on_signals(token: CancellationToken) {
         tracing::info!("shutting down: finishing in-flight work");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_listeners_may_go_without_keys() {
+        let mut keys = ApiKeys::none();
+        for open in ["127.0.0.1:8080", "127.0.0.2:0", "[::1]:8080"] {
+            check_exposure(open.parse().expect("address"), &keys).expect(open);
+        }
+        for exposed in ["0.0.0.0:0", "[::]:8080", "192.168.1.10:8080"] {
+            let err = check_exposure(exposed.parse().expect("address"), &keys).expect_err(exposed);
+            assert!(err.to_string().contains("IMGPIPE_API_KEYS"), "{err}");
+        }
+        keys.add_list("read:some-key").expect("key");
+        check_exposure("0.0.0.0:0".parse().expect("address"), &keys).expect("keys configured");
+    }
 }

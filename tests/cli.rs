@@ -40,8 +40,22 @@ fn bad_flags_and_unsafe_commands_are_refused() {
     let dir = TempDir::new().expect("tempdir");
     let (ok, _, err) = run_cli(dir.path(), &["serve", "--task-timeout", "soon"]);
     assert!(!ok && err.contains("not a duration"), "{err}");
+    let (ok, _, err) = run_cli(dir.path(), &["serve", "--max-in-flight", "0"]);
+    assert!(!ok && err.contains("IMGPIPE_MAX_IN_FLIGHT"), "{err}");
     let (ok, _, err) = run_cli(dir.path(), &["bogus"]);
     assert!(!ok && err.contains("unrecognized subcommand"), "{err}");
+}
+
+#[test]
+fn serve_on_a_public_address_needs_api_keys() {
+    let dir = TempDir::new().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, _, err) = run_cli(&data, &["serve", "--listen", "0.0.0.0:0"]);
+    assert!(!ok, "serve must refuse: {err}");
+    assert!(err.contains("IMGPIPE_API_KEYS"), "{err}");
+    assert!(!data.exists(), "refused before it touched the data dir");
+    let (ok, _, err) = run_cli(&data, &["serve", "--listen", "0.0.0.0:0", "--api-keys", "admin:secret-key"]);
+    assert!(!ok && err.contains("unknown scope") && !err.contains("secret-key"), "{err}");
 }
 
 #[tokio::test]

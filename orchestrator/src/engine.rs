@@ -42,7 +42,12 @@ pub struct EmbeddedEngine {
     queues: Queues,
     policy: Policy,
     clock: Arc<dyn Clock>,
+    /// The id of every job that ends here, for `?wait` requests (see [`Orchestrator::ended`]).
+    ended: tokio::sync::broadcast::Sender<String>,
 }
+
+/// Ends announced but not yet read before a waiter counts as lagging.
+const ENDED_BACKLOG: usize = 1024;
 
 /// What applying an event did, for logs and tests.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,7 +104,8 @@ impl EmbeddedEngine {
     /// The tables cannot be created.
     pub fn open(db: &Db, queues: Queues, policy: Policy) -> Result<Self, DbError> {
         db.call_sync(|c| c.execute_batch(store::SCHEMA))?;
-        Ok(Self { db: db.clone(), queues, policy, clock: Arc::new(SystemClock) })
+        let (ended, _) = tokio::sync::broadcast::channel(ENDED_BACKLOG);
+        Ok(Self { db: db.clone(), queues, policy, clock: Arc::new(SystemClock), ended })
     }
 
     /// The same engine reading the time from `clock` (a manual one in tests).
@@ -138,7 +144,8 @@ impl EmbeddedEngine {
         outputs: Option<(Vec<Output>, Option<SourceMetadata>)>,
     ) -> Result<Result<(Transition, Job), Ignored>, EngineError> {
         let (policy, now) = (self.policy, self.clock.now_ms());
-        self.db
+        let stepped = self
+            .db
             .call(move |conn| -> Result<_, EngineError> {
                 let tx = immediate(conn)?;
                 let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
@@ -146,7 +153,14 @@ impl EmbeddedEngine {
                 tx.commit().map_err(DbError::from)?;
                 Ok(stepped)
             })
-            .await
+            .await?;
+        if let Ok((transition, job)) = &stepped {
+            if transition.to.state.is_terminal() {
+                // No receiver is not an error: nobody waits.
+                let _ = self.ended.send(job.job_id.clone());
+            }
+        }
+        Ok(stepped)
     }
 
     /// The effects of a stored transition. A failed send is not an error: the job's
@@ -355,5 +369,9 @@ impl Orchestrator for EmbeddedEngine {
 
     async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
         Ok(self.db.call(move |conn| -> Result<_, EngineError> { Ok(store::recent(conn, limit)?) }).await?)
+    }
+
+    fn ended(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        Some(self.ended.subscribe())
     }
 }

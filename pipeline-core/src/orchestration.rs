@@ -51,4 +51,12 @@ pub trait Orchestrator: Send + Sync + Debug {
     /// # Errors
     /// The store could not be read.
     async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError>;
+
+    /// The ids of jobs as this process sees them end, for waiters that would otherwise poll
+    /// [`Orchestrator::get`]; `None` when the orchestrator cannot tell (waiters poll). A
+    /// receiver that falls behind is told it lagged and should read its job again; a job
+    /// ended by another process is not announced, so waiters still poll, rarely.
+    fn ended(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 }

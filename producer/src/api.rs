@@ -1,5 +1,6 @@
 //! The HTTP API: `POST /process`, `GET /jobs/{id}`, `GET /jobs`, `GET /healthz`,
-//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`.
+//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`. With API keys
+//! configured, every route but `/healthz` needs a key of the route's scope ([`crate::auth`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -7,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,8 +20,10 @@ use protocol::job::{JobRecord, JobState};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, ApiKeys, Scope};
 use crate::error::ApiError;
 use crate::intake::{Intake, ProcessRequest};
+use crate::limits::{self, ApiLimits, Load};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,12 +41,38 @@ pub struct ApiState {
     pub accepted: Arc<AtomicU64>,
     /// Cancelled when the server stops: `?wait` answers at once rather than hold shutdown up.
     pub shutdown: CancellationToken,
+    /// The keys requests must carry; `None` turns authentication off (a loopback listener
+    /// without keys, or behind API Gateway's own authorisation on Lambda).
+    pub keys: Option<Arc<ApiKeys>>,
+    /// The caps on requests in flight and waiting, and their permits.
+    pub load: Arc<Load>,
 }
 
 impl ApiState {
     /// State for `intake`, reporting the depth of `queues`.
     pub fn new(intake: Intake, queues: Vec<Arc<dyn Queue>>) -> Self {
-        Self { intake, queues, accepted: Arc::new(AtomicU64::new(0)), shutdown: CancellationToken::new() }
+        Self {
+            intake,
+            queues,
+            accepted: Arc::new(AtomicU64::new(0)),
+            shutdown: CancellationToken::new(),
+            keys: None,
+            load: Arc::new(Load::new(ApiLimits::default())),
+        }
+    }
+
+    /// Serves within `limits` rather than the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.load = Arc::new(Load::new(limits));
+        self
+    }
+
+    /// Requires one of `keys` on every route but `/healthz`; no keys turns authentication off.
+    #[must_use]
+    pub fn with_keys(mut self, keys: ApiKeys) -> Self {
+        self.keys = (!keys.is_empty()).then(|| Arc::new(keys));
+        self
     }
 
     /// Ends `?wait` early when `shutdown` is cancelled.
@@ -53,20 +83,36 @@ impl ApiState {
     }
 }
 
-/// The API's routes.
+/// The API's routes, each behind the scope it needs.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/process", post(process))
+    let needs = |scope: Scope| middleware::from_fn_with_state((state.keys.clone(), scope), require);
+    let read = Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .route("/metrics", get(metrics))
+        .route_layer(needs(Scope::Read));
+    let submit = Router::new().route("/process", post(process)).route_layer(needs(Scope::Submit));
+    read.merge(submit)
         .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
         })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state.load), limits::shed_and_time))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Health checks pass whatever the load: they ask whether the process lives.
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
         .with_state(state)
+}
+
+async fn require(
+    State((keys, needed)): State<(Option<Arc<ApiKeys>>, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match auth::authorize(keys.as_deref(), request.headers(), needed) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -92,6 +138,8 @@ async fn process(
             }
         },
     };
+    // Taken before the job starts: a request turned away has started nothing.
+    let _waiting = wait.map(|_| state.load.start_waiting()).transpose()?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(e.status(), "PayloadTooLarge", format!("request body exceeds {MAX_BODY_BYTES} bytes"))
@@ -115,10 +163,21 @@ async fn process(
     Ok((StatusCode::ACCEPTED, [("location", status_url)], Json(body)).into_response())
 }
 
+/// How `?wait` looks at its job. With an orchestrator that announces ends, a waiter
+/// sleeps until its job's end is announced and reads the store only then, and once a
+/// second or less often (up to every [`WAIT_FALLBACK_POLL`]) for jobs another process
+/// ended. Without announcements it polls, often at first (most thumbnails take well under
+/// a second), then once a second. Either way [`crate::limits::ApiLimits::max_waiting`]
+/// bounds how many wait.
 async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<Option<JobRecord>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
-    // Look often at first (most thumbnails take well under a second), then back off.
-    let mut pause = Duration::from_millis(25);
+    // Subscribed before the first read, so an end between the read and the wait is seen.
+    let mut ended = state.intake.orchestrator.ended();
+    let (mut pause, longest) = if ended.is_some() {
+        (Duration::from_secs(1), WAIT_FALLBACK_POLL)
+    } else {
+        (Duration::from_millis(25), Duration::from_secs(1))
+    };
     loop {
         let record = state.intake.orchestrator.get(job_id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
         if let Some(record) = record.filter(|r| r.state.is_terminal()) {
@@ -130,9 +189,27 @@ async fn wait_for_end(state: &ApiState, job_id: &str, wait: Duration) -> Result<
         }
         tokio::select! {
             () = state.shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(pause.min(deadline - now)) => {}
+            () = tokio::time::sleep(pause.min(deadline - now)) => pause = (pause * 2).min(longest),
+            () = announced(&mut ended, job_id) => {}
         }
-        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The longest a waiter whose orchestrator announces ends goes without reading the store.
+pub const WAIT_FALLBACK_POLL: Duration = Duration::from_secs(5);
+
+/// Resolves when `job_id`'s end is announced, or announcements were missed; never when
+/// there are none.
+async fn announced(ended: &mut Option<tokio::sync::broadcast::Receiver<String>>, job_id: &str) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let Some(receiver) = ended.as_mut() else { return std::future::pending().await };
+        match receiver.recv().await {
+            Ok(id) if id == job_id => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => *ended = None,
+        }
     }
 }
 

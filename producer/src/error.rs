@@ -2,7 +2,7 @@
 //! `{"error":{"code","message"}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::intake::IntakeError;
 
@@ -16,12 +16,14 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a human.
     pub message: String,
+    /// Seconds after which trying again may work, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     /// 400: the request is not well formed.
@@ -37,6 +39,14 @@ impl ApiError {
     /// 503: a dependency failed; trying again later may work.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+    }
+
+    /// 503 with `Retry-After`: a cap is reached; the request was not taken on.
+    pub fn busy(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(crate::limits::RETRY_AFTER_SECS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
     }
 
     /// The JSON body.
@@ -60,7 +70,15 @@ impl From<IntakeError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The JSON body; a 401 also carries the `WWW-Authenticate: Bearer` challenge.
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

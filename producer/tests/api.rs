@@ -1,7 +1,9 @@
 //! The API in process: requests through the router with `oneshot`, a local store in a temp
 //! dir, and an in-memory orchestrator whose records the test controls.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -11,19 +13,55 @@ use http_body_util::BodyExt;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use producer::api::{ApiState, router};
+use producer::auth::ApiKeys;
 use producer::intake::Intake;
+use producer::limits::ApiLimits;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
 use tempfile::TempDir;
+use tokio::sync::broadcast;
 use tower::ServiceExt;
 
-/// Records started jobs; answers `get` and `list` from them.
+/// Records started jobs; answers `get` and `list` from them. Starting a job takes the
+/// milliseconds set by `slow_start`; reads are counted; ends are announced when the
+/// fourth field holds a sender.
 #[derive(Debug, Default)]
-struct Jobs(Mutex<Vec<JobRecord>>);
+struct Jobs(Mutex<Vec<JobRecord>>, AtomicU64, AtomicU64, Option<broadcast::Sender<String>>);
+
+impl Jobs {
+    fn slow_start(&self, ms: u64) {
+        self.1.store(ms, Ordering::Relaxed);
+    }
+
+    fn gets(&self) -> u64 {
+        self.2.load(Ordering::Relaxed)
+    }
+
+    /// Ends every job with success, announcing each when ends are announced.
+    fn succeed_all(&self) {
+        let mut records = self.0.lock().expect("lock");
+        for record in records.iter_mut() {
+            record.state = JobState::Success;
+            record.outputs = vec![protocol::message::Output {
+                rendition: "thumbnail".into(),
+                bucket: "resized".into(),
+                key: "resized/p_thumbnail.jpg".into(),
+                size: 1,
+                content_type: "image/jpeg".into(),
+                width: 1,
+                height: 1,
+            }];
+            if let Some(ended) = &self.3 {
+                let _ = ended.send(record.job_id.clone());
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl Orchestrator for Jobs {
     async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
+        tokio::time::sleep(Duration::from_millis(self.1.load(Ordering::Relaxed))).await;
         let record = JobRecord {
             job_id: job.job_id,
             state: JobState::ProcessImage,
@@ -44,11 +82,16 @@ impl Orchestrator for Jobs {
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
+        self.2.fetch_add(1, Ordering::Relaxed);
         Ok(self.0.lock().expect("lock").iter().find(|r| r.job_id == job_id).cloned())
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
         Ok(self.0.lock().expect("lock").iter().rev().take(limit).cloned().collect())
+    }
+
+    fn ended(&self) -> Option<broadcast::Receiver<String>> {
+        self.3.as_ref().map(broadcast::Sender::subscribe)
     }
 }
 
@@ -59,17 +102,25 @@ struct App {
 }
 
 fn app() -> App {
+    app_with(|state| state)
+}
+
+fn app_with(configure: impl FnOnce(ApiState) -> ApiState) -> App {
+    app_on(Jobs::default(), configure)
+}
+
+fn app_on(jobs: Jobs, configure: impl FnOnce(ApiState) -> ApiState) -> App {
     let data = TempDir::new().expect("data dir");
     let store = LocalBlobStore::new(data.path());
     store.create_bucket("original").expect("bucket");
     store.create_bucket("resized").expect("bucket");
-    let jobs = Arc::new(Jobs::default());
+    let jobs = Arc::new(jobs);
     let intake = Intake {
         orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
         blobs: Arc::new(store),
         allowed_buckets: vec!["original".into(), "resized".into()],
     };
-    App { router: router(ApiState::new(intake, Vec::new())), data, jobs }
+    App { router: router(configure(ApiState::new(intake, Vec::new()))), data, jobs }
 }
 
 async fn call(router: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -166,4 +217,165 @@ async fn job_records_show_no_camera_or_capture_facts() {
             assert!(!text.contains(private), "{private} shown: {text}");
         }
     }
+}
+
+fn with_key(mut request: Request<Body>, key: &str) -> Request<Body> {
+    request.headers_mut().insert("authorization", format!("Bearer {key}").parse().expect("header"));
+    request
+}
+
+#[tokio::test]
+async fn with_keys_each_route_needs_a_key_of_its_scope() {
+    let mut keys = ApiKeys::none();
+    keys.add_list("read:read-key-1,submit:submit-key-2,operator:operator-key-3").expect("keys");
+    let app = app_with(|state| state.with_keys(keys));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+
+    // No key, or one that is not configured: 401 with a challenge, and no job.
+    for request in [process("p.jpg"), with_key(process("p.jpg"), "submit-key-"), get("/jobs")] {
+        let response = app.router.clone().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        assert_eq!(body["error"]["code"], "Unauthorized", "{body}");
+    }
+    // A read key reads but cannot submit.
+    let (status, body) = call(&app.router, with_key(process("p.jpg"), "read-key-1")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "InsufficientScope", "{body}");
+    assert!(app.jobs.0.lock().expect("lock").is_empty(), "no job started");
+    let (status, _) = call(&app.router, with_key(get("/jobs"), "read-key-1")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Submit and operator keys submit; X-Api-Key works as well as a bearer token.
+    let (status, body) = call(&app.router, with_key(process("p.jpg"), "submit-key-2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut request = process("p.jpg");
+    request.headers_mut().insert("x-api-key", "operator-key-3".parse().expect("header"));
+    let (status, body) = call(&app.router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["jobId"].as_str().expect("job id").to_owned();
+    let (status, _) = call(&app.router, with_key(get(&format!("/jobs/{id}")), "submit-key-2")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The health check stays open.
+    let (status, _) = call(&app.router, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_keys_the_router_is_open() {
+    let app = app_with(|state| state.with_keys(ApiKeys::none()));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+fn waiting(key: &str, secs: u64) -> Request<Body> {
+    let mut request = process(key);
+    *request.uri_mut() = format!("/process?wait={secs}").parse().expect("uri");
+    request
+}
+
+#[tokio::test]
+async fn past_the_waiting_cap_a_wait_is_turned_away_at_once_with_retry_after() {
+    let limits = ApiLimits { max_waiting: 2, ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    // The jobs never end: each waiting request holds its place for its whole wait.
+    let started = Instant::now();
+    let (a, b, c) = tokio::join!(
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+        app.router.clone().oneshot(waiting("p.jpg", 2)),
+    );
+    let mut statuses = Vec::new();
+    for response in [a, b, c] {
+        let response = response.expect("response");
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON body");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["error"]["code"], "TooManyWaiting", "{body}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::ACCEPTED, StatusCode::ACCEPTED, StatusCode::SERVICE_UNAVAILABLE]);
+    assert_eq!(app.jobs.0.lock().expect("lock").len(), 2, "the request turned away started no job");
+    assert!(started.elapsed() >= Duration::from_secs(2), "the two others waited their time");
+    // Their places are free again.
+    let (status, body) = call(&app.router, waiting("p.jpg", 0)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn past_the_in_flight_cap_requests_are_turned_away_but_health_checks_pass() {
+    let limits = ApiLimits { max_in_flight: 1, ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let held = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 2)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let response = app.router.clone().oneshot(get("/jobs")).await.expect("response");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let (status, _) = call(&app.router, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(held.await.expect("task").expect("response").status(), StatusCode::ACCEPTED);
+    let (status, _) = call(&app.router, get("/jobs")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_past_its_time_ends_in_a_503() {
+    let limits = ApiLimits { request_timeout: Duration::from_millis(200), ..ApiLimits::default() };
+    let app = app_with(|state| state.with_limits(limits));
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    app.jobs.slow_start(5_000);
+    let started = Instant::now();
+    let (status, body) = call(&app.router, process("p.jpg")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "RequestTimeout", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // A waiting request has its wait on top: it is answered when the wait ends.
+    app.jobs.slow_start(0);
+    let (status, body) = call(&app.router, waiting("p.jpg", 1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn a_waiter_sleeps_until_its_job_ends_rather_than_poll_the_store() {
+    let (ended, _) = broadcast::channel(16);
+    let app = app_on(Jobs(Mutex::default(), AtomicU64::new(0), AtomicU64::new(0), Some(ended)), |state| state);
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    // A job that does not end: a few reads in three seconds, not one every few milliseconds.
+    let (status, body) = call(&app.router, waiting("p.jpg", 3)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(app.jobs.gets() <= 3, "{} reads while waiting 3 s", app.jobs.gets());
+    // Another job's end does not wake it; its own does, at once.
+    let started = Instant::now();
+    let pending = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(ended) = &app.jobs.3 {
+        let _ = ended.send("some-other-job".into());
+    }
+    app.jobs.succeed_all();
+    let response = pending.await.expect("task").expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(900), "woken by the end, not a poll: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn without_announcements_a_waiter_still_sees_its_job_end() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let pending = tokio::spawn(app.router.clone().oneshot(waiting("p.jpg", 10)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.jobs.succeed_all();
+    let response = pending.await.expect("task").expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -7,14 +7,19 @@ mod setup;
 mod submit;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use clap::{Parser, Subcommand};
+use producer::auth::ApiKeys;
+use producer::limits::ApiLimits;
 use tokio_util::sync::CancellationToken;
-use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, WorkerArgs, WorkflowArgs};
+use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, Span, WorkerArgs, WorkflowArgs};
 use wiring::{Backends, Deployment, WorkerSettings};
 
-use crate::serve::{ServeOptions, Server, cancel_on_signals};
+use crate::serve::{ServeOptions, Server, cancel_on_signals, check_exposure};
 
 /// Resize, orient and strip uploaded images — on one machine, or on AWS.
 #[derive(Parser, Debug)]
@@ -56,9 +61,24 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Address of the HTTP API.
+    /// Address of the HTTP API. Any address but a loopback one needs API keys.
     #[arg(long, env = "IMGPIPE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// API keys as comma-separated `scope:key` entries; scopes are `read`, `submit`, `operator`.
+    #[arg(long, env = "IMGPIPE_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
+    /// A file of API keys, one `scope:key` a line (`#` starts a comment).
+    #[arg(long, env = "IMGPIPE_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// `POST /process?wait=` requests waiting at once; past it, 503 with `Retry-After` (0: no waiting).
+    #[arg(long, env = "IMGPIPE_MAX_WAITING", default_value_t = ApiLimits::default().max_waiting)]
+    max_waiting: usize,
+    /// Requests served at once (`/healthz` aside); past it, 503 with `Retry-After`.
+    #[arg(long, env = "IMGPIPE_MAX_IN_FLIGHT", default_value_t = ApiLimits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// The longest a request may take; a `?wait` request may take its wait on top.
+    #[arg(long, env = "IMGPIPE_REQUEST_TIMEOUT", default_value_t = Span(ApiLimits::default().request_timeout))]
+    request_timeout: Span,
     /// Buckets, and what the watcher or the S3 events turn into jobs.
     #[command(flatten)]
     intake: IntakeArgs,
@@ -116,13 +136,42 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         destination_bucket: args.intake.destination_bucket.clone(),
         engine: args.workflow.policy(),
         worker: WorkerSettings::read(&args.worker)?,
+        keys: api_keys(args)?,
+        limits: api_limits(args)?,
     })
+}
+
+fn api_limits(args: &ServeArgs) -> anyhow::Result<ApiLimits> {
+    anyhow::ensure!(args.max_in_flight > 0, "--max-in-flight (IMGPIPE_MAX_IN_FLIGHT) must be at least 1");
+    anyhow::ensure!(
+        !args.request_timeout.0.is_zero(),
+        "--request-timeout (IMGPIPE_REQUEST_TIMEOUT) must be above zero"
+    );
+    Ok(ApiLimits {
+        max_waiting: args.max_waiting,
+        max_in_flight: args.max_in_flight,
+        request_timeout: args.request_timeout.0,
+    })
+}
+
+/// The keys of `--api-keys` and `--api-key-file` together.
+fn api_keys(args: &ServeArgs) -> anyhow::Result<ApiKeys> {
+    let mut keys = ApiKeys::none();
+    if let Some(list) = &args.api_keys {
+        keys.add_list(list).context("IMGPIPE_API_KEYS")?;
+    }
+    if let Some(path) = &args.api_key_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        keys.add_file_text(&text).with_context(|| format!("IMGPIPE_API_KEY_FILE {}", path.display()))?;
+    }
+    Ok(keys)
 }
 
 async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
             let mut options = serve_options(&args)?;
+            check_exposure(options.listen, &options.keys)?;
             let stack =
                 Deployment::open_with(&data.data_dir, backends, options.engine, args.worker.max_receive_count).await?;
             if let Some(name) = &args.s3_events_queue {

@@ -61,6 +61,8 @@ pub fn test_options() -> ServeOptions {
             cache_control: Some("max-age=60".into()),
             faults: worker::faults::Faults::default(),
         },
+        keys: producer::auth::ApiKeys::none(),
+        limits: producer::limits::ApiLimits::default(),
     }
 }
 
