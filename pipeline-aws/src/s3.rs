@@ -7,9 +7,9 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::{Bytes, BytesMut};
-use pipeline_core::blob::{
-    Blob, BlobError, BlobMeta, BlobStore, PutOptions, guess_content_type, validate_bucket, validate_key,
-};
+use pipeline_core::blob::{Blob, BlobError, BlobMeta, BlobStore, PutOptions};
+
+use protocol::keys::{guess_content_type, validate_bucket, validate_key};
 
 use crate::error::AwsError;
 

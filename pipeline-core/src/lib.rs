@@ -5,7 +5,7 @@
 //! `protocol` crate's.
 //!
 //! Layout:
-//! - [`blob`]: the [`BlobStore`](blob::BlobStore) trait, key rules, and the local folder store.
+//! - [`blob`]: the [`BlobStore`](blob::BlobStore) trait and the local folder store (key rules: `protocol::keys`).
 //! - [`orchestration`]: the [`Orchestrator`](orchestration::Orchestrator) contract.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the SQLite queue.
 //! - [`report`]: the [`Reporter`](report::Reporter) contract workers report through.

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use pipeline_core::blob::{BlobError, BlobStore, validate_key};
+use pipeline_core::blob::{BlobError, BlobStore};
 use pipeline_core::orchestration::Orchestrator;
 use protocol::intake::IntakeError;
+use protocol::keys::validate_key;
 use protocol::message::Job;
 use protocol::rendition::{self, Rendition};
 use serde::Deserialize;

@@ -9,6 +9,7 @@
 //! - [`error`]: the retryable / permanent classification every failure is folded into.
 //! - [`intake`]: why a request to start a job was refused, with its class.
 //! - [`rendition`]: what a job asks the image engine to produce, and the output key rules.
+//! - [`keys`]: which object keys and bucket names every backend carries.
 //! - [`workflow`]: `ImageProcessingWorkflow` — states, retry policy, the pure [`workflow::step`].
 //! - [`job`]: a job as both orchestrators record it (state, attempts, history).
 //! - [`dead_letter`]: what sits on the dead-letter queue, in all its shapes.
@@ -21,6 +22,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod intake;
 pub mod job;
+pub mod keys;
 pub mod message;
 pub mod rendition;
 pub mod s3_event;

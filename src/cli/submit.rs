@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use pipeline_core::blob::{PutOptions, guess_content_type};
+use pipeline_core::blob::PutOptions;
 use producer::intake::{Intake, ProcessRequest};
+use protocol::keys::guess_content_type;
 
 use protocol::time::parse_duration;
 use wiring::Deployment;

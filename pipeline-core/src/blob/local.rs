@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Blob, BlobError, BlobMeta, BlobStore, PutOptions, guess_content_type, validate_bucket, validate_key};
+use protocol::keys::{guess_content_type, validate_bucket, validate_key};
+
+use super::{Blob, BlobError, BlobMeta, BlobStore, PutOptions};
 
 /// The largest metadata file read; ours are a few dozen bytes.
 const MAX_META_BYTES: u64 = 64 * 1024;
