@@ -61,14 +61,13 @@ impl Intake {
             Err(e) => return Err(IntakeError::Unavailable(e.to_string())),
         };
         let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
-        let Some(version) = source.version else {
-            let job = Job::new(bucket, key, destination, renditions);
-            return self.start(job).await;
-        };
         // One job per source version and spec: a second intake of the same upload is the same job.
-        let job = Job::for_source(bucket, key, &version, destination, renditions);
+        let job = match &source.version {
+            Some(version) => Job::for_source(bucket, key, version, destination, renditions),
+            None => Job::new(bucket, key, destination, renditions),
+        };
         match self.start(job.clone()).await {
-            Err(IntakeError::Conflict(_)) => {
+            Err(IntakeError::Conflict(_)) if source.version.is_some() => {
                 tracing::info!(job_id = %job.job_id, key = ?job.source_key, "already started for this version of the source");
                 Ok(job)
             }
