@@ -10,6 +10,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# A whole-suite run gains nothing from incremental artifacts and pays for writing them;
+# iterate with plain `cargo test` to keep them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "system packages"
