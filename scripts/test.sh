@@ -23,10 +23,17 @@ step "format"
 cargo fmt --all -- --check
 
 step "lint"
-cargo clippy --locked --workspace --all-targets -- -D warnings
+# The test profile, so the lint shares the C and assembly builds (libjpeg-turbo, libwebp, rav1e,
+# aws-lc) with the test build instead of running every build script twice.
+cargo clippy --locked --workspace --all-targets --profile test -- -D warnings
 
 step "infrastructure lint (cfn-lint, checkov)"
 scripts/infra-lint.sh
+
+step "containers (Docker Engine and a compose tool)"
+command -v docker >/dev/null || scripts/build-deps.sh docker.io
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || scripts/build-deps.sh docker-compose
+docker info >/dev/null 2>&1 || { echo "the Docker daemon is not reachable (docker info fails): start it" >&2; exit 1; }
 
 step "AWS emulator"
 trap 'scripts/moto.sh stop' EXIT
