@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the build and the tests need
 # (Debian cmake + nasm for libjpeg-turbo and rav1e, moto server for the AWS tests, cfn-lint
-# and checkov for the template), checks formatting and lints, starts the AWS emulator on
+# and checkov for the template, hadolint for the Dockerfile; Docker Engine and compose must be
+# running or installable), checks formatting and lints, starts the AWS emulator on
 # 127.0.0.1, runs every test, stops it. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
 # cold) is a separate check.
 #

@@ -2,5 +2,6 @@
 //! parts `serve` runs. `main` only calls [`cli::main`].
 
 pub mod cli;
+pub mod health;
 pub mod s3_intake;
 pub mod serve;

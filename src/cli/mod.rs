@@ -6,8 +6,9 @@ pub mod process;
 mod setup;
 mod submit;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use wiring::settings::{BackendArgs, DataArgs, IntakeArgs, Span, WorkerArgs, WorkflowArgs};
 use wiring::{Backends, Deployment, WorkerSettings};
 
+use crate::health;
 use crate::serve::{ServeOptions, Server, cancel_on_signals, check_exposure};
 
 /// Resize, orient and strip uploaded images — on one machine, or on AWS.
@@ -32,6 +34,9 @@ pub struct Cli {
     /// Log filter (`info`, `debug`, `imgpipe=debug,worker=trace`, ...).
     #[arg(long, env = "IMGPIPE_LOG", default_value = "info", global = true)]
     log: String,
+    /// Heartbeat file `serve` and `worker` rewrite every few seconds, for `imgpipe health`.
+    #[arg(long, env = "IMGPIPE_HEALTH_FILE", global = true)]
+    health_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,8 @@ enum Command {
     Setup(setup::SetupArgs),
     /// Print the Step Functions definition of the workflow (Amazon States Language).
     Asl(AslArgs),
+    /// Exit 0 while a running `serve` or `worker` keeps its heartbeat file fresh (container health checks).
+    Health(HealthArgs),
     /// List, inspect, redrive or purge the dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -107,6 +114,13 @@ struct AslArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct HealthArgs {
+    /// A heartbeat older than this counts as a hung or dead process.
+    #[arg(long, default_value = "30s")]
+    max_age: Span,
+}
+
+#[derive(clap::Args, Debug)]
 struct WorkerOnlyArgs {
     #[command(flatten)]
     worker: WorkerArgs,
@@ -116,9 +130,13 @@ struct WorkerOnlyArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let result = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(run(&cli.data, &cli.backends, cli.command)),
+        Ok(rt) => rt.block_on(run(&cli.data, &cli.backends, cli.health_file.as_deref(), cli.command)),
         Err(e) => Err(e.into()),
     };
     result.unwrap_or_else(|e| {
@@ -167,7 +185,20 @@ fn api_keys(args: &ServeArgs) -> anyhow::Result<ApiKeys> {
     Ok(keys)
 }
 
-async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyhow::Result<ExitCode> {
+async fn run(
+    data: &DataArgs,
+    backends: &BackendArgs,
+    health_file: Option<&Path>,
+    command: Command,
+) -> anyhow::Result<ExitCode> {
+    // The long-running commands stop on SIGTERM or Ctrl-C and beat while they run.
+    let shutdown = CancellationToken::new();
+    if matches!(command, Command::Serve(_) | Command::Worker(_)) {
+        cancel_on_signals(shutdown.clone());
+        if let Some(path) = health_file {
+            health::beat(path.to_owned(), shutdown.clone());
+        }
+    }
     match command {
         Command::Serve(args) => {
             let mut options = serve_options(&args)?;
@@ -183,8 +214,6 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             }
             let server = Server::bind(stack, options).await?;
             println!("imgpipe serving on http://{} (data dir {})", server.addr, data.data_dir.display());
-            let shutdown = CancellationToken::new();
-            cancel_on_signals(shutdown.clone());
             server.run(shutdown).await?;
         }
         Command::Worker(args) => {
@@ -193,11 +222,13 @@ async fn run(data: &DataArgs, backends: &BackendArgs, command: Command) -> anyho
             settings.runner.concurrency = settings.runner.concurrency.max(1);
             let opened = Backends::open(backends, &data.data_dir, None, args.worker.max_receive_count).await?;
             let reporter = wiring::reporter(backends, &opened)?;
-            let shutdown = CancellationToken::new();
-            cancel_on_signals(shutdown.clone());
             wiring::runner(&opened, reporter, &settings).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
+        Command::Health(args) => {
+            let path = health_file.context("no heartbeat file to check: set IMGPIPE_HEALTH_FILE or --health-file")?;
+            health::check(path, args.max_age.0)?;
+        }
         Command::Asl(args) => {
             let options = protocol::asl::AslOptions {
                 jobs_queue_url: args.jobs_queue_url,

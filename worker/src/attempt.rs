@@ -102,6 +102,7 @@ impl Attempts {
     }
 
     async fn run_job(&self, job: &Job, delivery: Delivery<'_>, hold: Hold<'_>) -> Disposition {
+        tracing::info!(receive_count = delivery.receive_count, "job received");
         let outcome = match delivery.receive_count {
             Some(n) if n > self.max_receive_count => {
                 Err(JobError::permanent("PoisonMessage", format!("delivered {n} times without completing")))
