@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Lints the deployment template offline: cfn-lint (CloudFormation schemas and rules, the SAM
-# transform included) and checkov (security policies). Each is installed from PyPI, pinned,
-# into its own venv under target/ the first time (checkov's dependencies clash with
-# cfn-lint's). Skips are declared in infra/template.yaml next to what they excuse, each
-# with its reason: checkov in a resource's Metadata.checkov.skip, cfn-lint in
-# Metadata.cfn-lint.config.ignore_checks with a comment.
+# Lints the deployment files offline: cfn-lint (CloudFormation schemas and rules, the SAM
+# transform included) and checkov (security policies) on infra/template.yaml, and
+# kubernetes-validate (the API's own schemas, strict) and checkov on infra/k8s/. Each is
+# installed from PyPI, pinned, into its own venv under target/ the first time (checkov's
+# dependencies clash with cfn-lint's). Skips are declared next to what they excuse, each
+# with its reason: checkov in a resource's Metadata.checkov.skip (a manifest's
+# checkov.io/skip annotations), cfn-lint in Metadata.cfn-lint.config.ignore_checks with a
+# comment. checkov drops resources whose Condition is false under the parameters' defaults,
+# so the template is scanned twice: as it is (Lambda workers) and with WorkerPlatform=ecs.
+# The KEDA resources have no schema offline; lambda/tests/infra.rs checks them.
 #
-#   scripts/infra-lint.sh            # both; exit 1 on any finding
+#   scripts/infra-lint.sh            # all; exit 1 on any finding
 #   scripts/infra-lint.sh cfn-lint   # one of them
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +18,10 @@ cd "$root"
 
 CFN_LINT_VERSION=1.58.0
 CHECKOV_VERSION=3.3.30
+KUBERNETES_VALIDATE_VERSION=1.37.0
 VENVS=${IMGPIPE_INFRA_VENVS:-$root/target/infra-lint}
 TEMPLATE=infra/template.yaml
+K8S=infra/k8s
 say() { echo "infra-lint.sh: $*" >&2; }
 
 # shellcheck source=scripts/pinned-venv.sh
@@ -29,19 +35,43 @@ run_cfn_lint() {
     "$bin/cfn-lint" --non-zero-exit-code informational -- "$TEMPLATE"
 }
 
-run_checkov() {
-    local bin
-    bin=$(venv checkov "checkov==$CHECKOV_VERSION")
-    say "checkov $("$bin/checkov" --version) on $TEMPLATE"
+checkov_offline() {
     # Offline: no platform calls, no version check, no guidelines download.
-    BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false "$bin/checkov" --quiet --compact \
-        --skip-download --framework cloudformation --file "$TEMPLATE"
+    BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false "$@" --quiet --compact --skip-download
+}
+
+run_checkov() {
+    local bin ecs
+    bin=$(venv checkov "checkov==$CHECKOV_VERSION")
+    say "checkov $("$bin/checkov" --version) on $TEMPLATE (WorkerPlatform=lambda, the default)"
+    checkov_offline "$bin/checkov" --framework cloudformation --file "$TEMPLATE"
+    ecs=$VENVS/template-ecs.yaml
+    awk '/^  WorkerPlatform:$/ { p = 1 } p && /^    Default: lambda$/ { sub(/lambda/, "ecs"); p = 0 } { print }' \
+        "$TEMPLATE" >"$ecs"
+    grep -qx '    Default: ecs' "$ecs" || { say "cannot set WorkerPlatform=ecs in a copy of $TEMPLATE"; exit 1; }
+    say "checkov on $TEMPLATE with WorkerPlatform=ecs"
+    checkov_offline "$bin/checkov" --framework cloudformation --file "$ecs"
+}
+
+run_k8s() {
+    local bin manifests=()
+    bin=$(venv kubernetes-validate "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
+    for f in "$K8S"/*.yaml; do
+        [[ $(basename "$f") == kustomization.yaml ]] || manifests+=("$f")
+    done
+    say "kubernetes-validate $KUBERNETES_VALIDATE_VERSION on $K8S"
+    "$bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
+    bin=$(venv checkov "checkov==$CHECKOV_VERSION")
+    say "checkov on $K8S"
+    checkov_offline "$bin/checkov" --framework kubernetes --directory "$K8S"
 }
 
 case ${1:-all} in
     cfn-lint) run_cfn_lint ;;
     checkov) run_checkov ;;
-    all) run_cfn_lint && run_checkov ;;
-    *) say "usage: $0 [cfn-lint|checkov|all]"; exit 2 ;;
+    k8s) run_k8s ;;
+    # Not `a && b && c`: set -e ignores a failure left of &&, and "clean" would follow.
+    all) run_cfn_lint; run_checkov; run_k8s ;;
+    *) say "usage: $0 [cfn-lint|checkov|k8s|all]"; exit 2 ;;
 esac
 say "clean"

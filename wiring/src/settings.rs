@@ -284,6 +284,38 @@ impl IntakeArgs {
     }
 }
 
+/// The groups `imgpipe worker` reads its settings from: the data dir, the backends and the
+/// worker's own (the CLI flattens these same groups, beside its log filter and health file).
+/// Container deployments of the worker (ECS, Kubernetes) are checked against it.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "imgpipe-worker-groups")]
+pub struct WorkerGroups {
+    /// The data dir (local backends only).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The backends and queue names.
+    #[command(flatten)]
+    pub backends: BackendArgs,
+    /// Pacing, limits and outputs.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+impl WorkerGroups {
+    /// Their `IMGPIPE_*` variables, each with whether it must be set.
+    pub fn vars() -> Vec<(String, bool)> {
+        env_vars(&<Self as clap::CommandFactory>::command())
+    }
+
+    /// The settings the variables `lookup` gives would make, defaults for the rest.
+    ///
+    /// # Errors
+    /// A value that cannot be read; the message names the flag and its variable.
+    pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, clap::Error> {
+        crate::functions::read(lookup)
+    }
+}
+
 /// The `IMGPIPE_*` variables a command reads, each with whether it must be set.
 pub fn env_vars(command: &clap::Command) -> Vec<(String, bool)> {
     let mut vars: Vec<(String, bool)> = command
@@ -348,6 +380,22 @@ mod tests {
         );
         assert!(all.backends.uses_aws() && all.backends.step_functions());
         assert!(All::try_parse_from(["imgpipe", "--queue-backend", "kafka"]).is_err());
+    }
+
+    #[test]
+    fn the_worker_groups_list_and_read_the_backends_and_the_pacing() {
+        let vars = WorkerGroups::vars();
+        for name in ["IMGPIPE_DATA_DIR", "IMGPIPE_JOBS_QUEUE", "IMGPIPE_QUEUE_BACKEND", "IMGPIPE_DRAIN_TIMEOUT"] {
+            assert!(vars.contains(&(name.to_owned(), false)), "{name} missing from {vars:?}");
+        }
+        // Settings of `serve` and of the workflow are not the worker's.
+        assert!(!vars.iter().any(|(name, _)| name == "IMGPIPE_LISTEN" || name == "IMGPIPE_TASK_TIMEOUT"), "{vars:?}");
+
+        let read = WorkerGroups::read(|name| (name == "IMGPIPE_DRAIN_TIMEOUT").then(|| "90s".to_owned()));
+        let groups = read.expect("valid");
+        assert_eq!(groups.worker.drain_timeout, Span(Duration::from_secs(90)));
+        assert_eq!(groups.backends.queue_backend, QueueKind::Sqlite);
+        assert!(WorkerGroups::read(|name| (name == "IMGPIPE_ORCHESTRATOR").then(|| "sfn".to_owned())).is_err());
     }
 
     #[test]
