@@ -45,7 +45,8 @@ trap 'rm -rf "$stage"' EXIT
 rootfs=$stage/rootfs
 mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc/ssl/certs" "$rootfs/tmp" "$rootfs/data"
 cp "$binary" "$rootfs/usr/local/bin/imgpipe"
-strip --strip-debug "$rootfs/usr/local/bin/imgpipe" 2>/dev/null || true
+# Symbols too: a panic still names its message and location, and the image is 6 MB lighter.
+strip --strip-all "$rootfs/usr/local/bin/imgpipe"
 # The dynamic loader and every library the binary links, at the paths ldd resolves.
 ldd "$binary" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     mkdir -p "$rootfs$(dirname "$lib")"
@@ -59,6 +60,6 @@ chmod 1777 "$rootfs/tmp"
 chown 10001:10001 "$rootfs/data" 2>/dev/null || chmod 0777 "$rootfs/data"
 cp infra/container/Dockerfile "$stage/Dockerfile"
 
-DOCKER_BUILDKIT=0 docker build --quiet --tag "$tag" "$stage" >/dev/null
+docker build --quiet --tag "$tag" "$stage" >/dev/null
 size=$(docker image inspect --format '{{.Size}}' "$tag")
 say "built $tag: $((size / 1000000)) MB"
