@@ -177,6 +177,14 @@ impl Fleet {
         text.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok()).unwrap_or_else(|| panic!("no {series}"))
     }
 
+    /// Waits until the workers hold `n` jobs between them.
+    async fn wait_held(&self, n: u64) {
+        self.eventually(Duration::from_secs(30), "the workers to hold their jobs", || async {
+            (self.queue("jobs", "in_flight").await == n).then_some(())
+        })
+        .await;
+    }
+
     /// How often each job was received, over every worker container's log (killed ones too).
     fn received(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -307,11 +315,7 @@ fn a_worker_container_killed_mid_job_is_redelivered() {
         for stem in &stems {
             ids.push(fleet.submit(&format!("kill/{stem}.jpg")).await);
         }
-        fleet
-            .eventually(Duration::from_secs(30), "both workers to hold a job", || async {
-                (fleet.queue("jobs", "in_flight").await == 2).then_some(())
-            })
-            .await;
+        fleet.wait_held(2).await;
         let victim_job = fleet.eventually(Duration::from_secs(10), "a received job", || async {
             let received = fleet.received();
             ids.iter().find(|id| received.contains_key(*id)).cloned()
@@ -349,11 +353,7 @@ fn a_stopped_worker_container_drains_and_nothing_is_redelivered() {
         for stem in &stems {
             ids.push(fleet.submit(&format!("stop/{stem}.jpg")).await);
         }
-        fleet
-            .eventually(Duration::from_secs(30), "both workers to hold a job", || async {
-                (fleet.queue("jobs", "in_flight").await == 2).then_some(())
-            })
-            .await;
+        fleet.wait_held(2).await;
         let victim = fleet.workers()[0].clone();
         let stopping = Instant::now();
         run(Command::new("docker").args(["stop", "--time", "30", &victim]));
@@ -380,11 +380,7 @@ fn scaling_to_zero_with_jobs_in_flight_loses_none() {
         for stem in &stems {
             ids.push(fleet.submit(&format!("zero/{stem}.jpg")).await);
         }
-        fleet
-            .eventually(Duration::from_secs(30), "both workers to hold a job", || async {
-                (fleet.queue("jobs", "in_flight").await == 2).then_some(())
-            })
-            .await;
+        fleet.wait_held(2).await;
         fleet.scale(0);
         assert_eq!(fleet.queue("jobs", "in_flight").await, 0, "nothing is held by a stopped fleet");
         let mut ended = 0;
