@@ -32,7 +32,7 @@ export AWS_ENDPOINT_URL=$IMGPIPE_TEST_AWS_ENDPOINT AWS_REGION=us-east-1 AWS_ACCE
 export IMGPIPE_DATA_DIR=$work/data IMGPIPE_BLOB_STORE=s3 IMGPIPE_QUEUE_BACKEND=sqs IMGPIPE_LOG=warn
 export IMGPIPE_JOBS_QUEUE=bench-jobs-$id IMGPIPE_REPORTS_QUEUE=bench-reports-$id IMGPIPE_DEAD_LETTER_QUEUE=bench-dlq-$id
 export IMGPIPE_SOURCE_BUCKET=bench-original-$id IMGPIPE_DESTINATION_BUCKET=bench-resized-$id
-export IMGPIPE_ALLOWED_BUCKETS=$IMGPIPE_SOURCE_BUCKET,$IMGPIPE_DESTINATION_BUCKET
+
 "$bin" setup >/dev/null
 
 # N distinct small JPEGs (the seed photo at 64 px, renamed).

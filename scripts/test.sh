@@ -3,7 +3,8 @@
 # (Debian cmake + nasm for libjpeg-turbo and rav1e, moto server for the AWS tests, cfn-lint
 # and checkov for the template, hadolint for the Dockerfile; Docker Engine and compose must be
 # running or installable), checks formatting and lints, starts the AWS emulator on
-# 127.0.0.1, runs every test, stops it. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
+# 127.0.0.1, runs every test, stops it; then schemathesis against the live API's own OpenAPI
+# description and each fuzz target for 60 s. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
 # cold) is a separate check.
 #
 #   scripts/test.sh            # everything
@@ -43,3 +44,11 @@ echo "moto server at $IMGPIPE_TEST_AWS_ENDPOINT" >&2
 
 step "tests"
 cargo test --locked --workspace "$@"
+
+if [[ $# -eq 0 ]]; then
+    step "the live API against its OpenAPI description (schemathesis)"
+    scripts/api-check.sh "${CARGO_TARGET_DIR:-target}/debug/imgpipe" 60
+
+    step "fuzzing (60 s a target)"
+    scripts/fuzz.sh 60
+fi

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use pipeline_core::queue::Queue;
 use producer::intake::{Intake, ProcessRequest};
-use protocol::rendition::OUTPUT_PREFIX;
 use protocol::s3_event;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +58,7 @@ impl S3EventIntake {
         };
         let mut done = true;
         for record in records {
-            if record.bucket == self.destination_bucket && record.key.starts_with(OUTPUT_PREFIX) {
+            if self.intake.buckets.is_output(&record.bucket, &record.key) {
                 tracing::debug!(key = ?record.key, "ignoring our own output");
                 continue;
             }

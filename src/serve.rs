@@ -11,6 +11,7 @@ use producer::auth::ApiKeys;
 use producer::intake::Intake;
 use producer::limits::ApiLimits;
 use producer::watcher::FolderWatcher;
+use protocol::intake::Buckets;
 use protocol::workflow::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +24,8 @@ use wiring::{Deployment, WorkerSettings};
 pub struct ServeOptions {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Buckets jobs may use; local ones are created if missing.
-    pub allowed_buckets: Vec<String>,
+    /// Buckets jobs may read from and write to; local ones are created if missing.
+    pub buckets: Buckets,
     /// The local bucket the folder watcher watches, if any.
     pub watch_bucket: Option<String>,
     /// The queue of S3 ObjectCreated notifications to make jobs from, if any.
@@ -74,7 +75,7 @@ impl Server {
     pub async fn bind(stack: Deployment, options: ServeOptions) -> anyhow::Result<Self> {
         check_exposure(options.listen, &options.keys)?;
         if let Some(local) = stack.local_blobs() {
-            for bucket in &options.allowed_buckets {
+            for bucket in &options.buckets.all() {
                 local.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;
             }
         }
@@ -93,7 +94,7 @@ impl Server {
         let intake = Intake {
             orchestrator: Arc::clone(&stack.orchestrator),
             blobs: stack.blobs(),
-            allowed_buckets: options.allowed_buckets.clone(),
+            buckets: options.buckets.clone(),
         };
         let mut parts = tokio::task::JoinSet::new();
         if let (Some(bucket), Some(local)) = (&options.watch_bucket, stack.local_blobs()) {

@@ -105,7 +105,6 @@ impl Rig {
             .env("IMGPIPE_JOBS_QUEUE", self.name("jobs"))
             .env("IMGPIPE_REPORTS_QUEUE", self.name("reports"))
             .env("IMGPIPE_DEAD_LETTER_QUEUE", self.name("dlq"))
-            .env("IMGPIPE_ALLOWED_BUCKETS", format!("{},{}", self.original(), self.resized()))
             .env("IMGPIPE_SOURCE_BUCKET", self.original())
             .env("IMGPIPE_DESTINATION_BUCKET", self.resized())
             .env("IMGPIPE_RETRY_INTERVAL", "1s")

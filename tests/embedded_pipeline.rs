@@ -182,6 +182,9 @@ async fn bad_requests_get_json_errors_and_the_server_stays_up() {
         ("", r#"{"sourceBucket":1,"sourceKey":"a","destinationBucket":"resized"}"#.into(), 400, "InvalidRequest"),
         ("", r#"{"sourceBucket":"private","sourceKey":"a.jpg","destinationBucket":"resized"}"#.into(), 403, "BucketNotAllowed"),
         ("", r#"{"sourceBucket":"original","sourceKey":"a.jpg","destinationBucket":"elsewhere"}"#.into(), 403, "BucketNotAllowed"),
+        // Read and write are allowed separately: renditions cannot be read back, originals not overwritten.
+        ("", r#"{"sourceBucket":"resized","sourceKey":"a.jpg","destinationBucket":"resized"}"#.into(), 403, "BucketNotAllowed"),
+        ("", r#"{"sourceBucket":"original","sourceKey":"a.jpg","destinationBucket":"original"}"#.into(), 403, "BucketNotAllowed"),
         ("", seed_request("../etc/passwd"), 400, "InvalidKey"),
         ("", seed_request("/abs.jpg"), 400, "InvalidKey"),
         ("", seed_request("missing.jpg"), 404, "SourceNotFound"),
@@ -312,5 +315,62 @@ async fn an_upload_and_a_request_for_it_make_one_job_and_a_rewrite_makes_another
     let (_, body) = s.post_process("?wait=30", &seed_request("flow.jpg")).await;
     let second = body["jobId"].as_str().expect("jobId").to_owned();
     assert_ne!(second, id, "a rewritten source is a new job");
+    s.stop().await;
+}
+
+/// A flood of waiting requests for one image: past the cap they are turned away at once with
+/// `Retry-After`, the one job they all name runs once, and its worker's heartbeats keep
+/// arriving while the flood is served (three seconds without one and the attempt would be
+/// judged lost and run again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_waiting_requests_are_capped_and_the_job_runs_once_with_its_heartbeats() {
+    const REQUESTS: usize = 1000;
+    const MAX_WAITING: usize = 64;
+    let mut options = test_options();
+    options.watch_bucket = None;
+    options.limits = producer::limits::ApiLimits { max_waiting: MAX_WAITING, ..Default::default() };
+    options.worker.faults = worker::faults::Faults::parse("delay-ms=5000").expect("faults");
+    options.worker.runner.heartbeat_every = Duration::from_secs(1);
+    options.engine.heartbeat_timeout = Duration::from_secs(3);
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "myphoto.jpg", MYPHOTO);
+
+    let url = s.url("/process?wait=300");
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..REQUESTS {
+        let (http, url, body) = (s.http.clone(), url.clone(), seed_request("myphoto.jpg"));
+        flood.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let response = http.post(url).body(body).send().await.expect("an answer");
+            let (status, retry_after) = (response.status().as_u16(), response.headers().contains_key("retry-after"));
+            let json: serde_json::Value = response.json().await.expect("a JSON body");
+            (status, retry_after, json, started.elapsed())
+        });
+    }
+    let (mut done, mut turned_away, mut job_ids) = (0, 0, std::collections::BTreeSet::new());
+    while let Some(answer) = flood.join_next().await {
+        let (status, retry_after, json, took) = answer.expect("task");
+        match status {
+            200 => {
+                done += 1;
+                assert_eq!(json["destinationKey"], "resized/myphoto_thumbnail.jpg", "{json}");
+                job_ids.insert(json["jobId"].as_str().expect("jobId").to_owned());
+            }
+            503 => {
+                turned_away += 1;
+                assert!(retry_after, "a 503 says when to come back: {json}");
+                let code = json["error"]["code"].as_str().unwrap_or_default();
+                assert!(["TooManyWaiting", "Overloaded"].contains(&code), "{json}");
+                assert!(took < Duration::from_secs(4), "turned away at once, not after the job: {took:?}");
+            }
+            other => panic!("unexpected {other}: {json}"),
+        }
+    }
+    assert_eq!((done, turned_away), (MAX_WAITING, REQUESTS - MAX_WAITING));
+    assert_eq!(job_ids.len(), 1, "every request names the same job: {job_ids:?}");
+    let record = s.job(job_ids.first().expect("one job")).await;
+    assert_eq!(record.state, JobState::Success);
+    assert_eq!(record.attempts, 1, "ran once, never judged lost: {:#?}", record.history);
+    assert!(record.history.iter().all(|h| h.error.is_none()), "{:#?}", record.history);
     s.stop().await;
 }

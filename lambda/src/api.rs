@@ -16,19 +16,25 @@ use producer::intake::Intake;
 use pipeline_aws::AwsBackends;
 use wiring::functions::ProducerFunction;
 
-/// The intake both producers share: the allow-list, S3 for existence checks, and one
+/// The intake both producers share: the allow-lists, S3 for existence checks, and one
 /// execution of the state machine per job.
-pub fn intake(settings: &ProducerFunction, aws: &AwsBackends) -> Intake {
-    Intake {
+///
+/// # Errors
+/// The settings name no valid allow-lists (see [`wiring::settings::IntakeArgs::buckets`]).
+pub fn intake(settings: &ProducerFunction, aws: &AwsBackends) -> Result<Intake, lambda_runtime::Error> {
+    Ok(Intake {
         orchestrator: Arc::new(SfnOrchestrator::new(aws.sfn().clone(), &settings.state_machine_arn)),
         blobs: aws.blob_store(),
-        allowed_buckets: settings.intake.allowed_buckets(),
-    }
+        buckets: settings.intake.buckets().map_err(crate::startup_error)?,
+    })
 }
 
 /// The API's router. `/metrics` reports no queue depths here: CloudWatch has them.
-pub fn app(settings: &ProducerFunction, aws: &AwsBackends) -> Router {
-    router(ApiState::new(intake(settings, aws), Vec::new()))
+///
+/// # Errors
+/// As [`intake`].
+pub fn app(settings: &ProducerFunction, aws: &AwsBackends) -> Result<Router, lambda_runtime::Error> {
+    Ok(router(ApiState::new(intake(settings, aws)?, Vec::new())))
 }
 
 /// Serves API Gateway events with `app` until the execution environment ends.

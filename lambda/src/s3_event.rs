@@ -2,7 +2,7 @@
 //!
 //! - Keys arrive form-encoded (`+` is a space, `%2F` a slash) and are decoded first.
 //! - Recursion-safe twice over: the template notifies only for the original bucket, and
-//!   here keys under `resized/` in the destination bucket are skipped, so renditions never
+//!   here keys under `resized/` in a bucket jobs write to are skipped, so renditions never
 //!   start jobs even if both buckets were one.
 //! - A record refused with a 4xx (not allowed, missing, bad key) is logged and skipped:
 //!   retrying cannot help. A 5xx (S3 or Step Functions failing) fails the invocation after
@@ -13,7 +13,6 @@
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use lambda_runtime::{LambdaEvent, service_fn};
 use producer::intake::{Intake, ProcessRequest};
-use protocol::rendition::OUTPUT_PREFIX;
 use protocol::s3_event::form_decode;
 
 /// Why an event must be retried.
@@ -93,7 +92,7 @@ impl S3EventHandler {
             tracing::warn!(?bucket, key = ?raw_key, "ignoring a key that does not decode to UTF-8");
             return None;
         };
-        if bucket == self.destination_bucket && key.starts_with(OUTPUT_PREFIX) {
+        if self.intake.buckets.is_output(bucket, &key) {
             tracing::debug!(?key, "ignoring our own output");
             return None;
         }

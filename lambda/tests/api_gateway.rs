@@ -32,7 +32,7 @@ fn event(rig: &Rig, body: Option<&str>) -> LambdaEvent<LambdaRequest> {
 async fn invoke(rig: &Rig, body: Option<&str>) -> (u16, Value) {
     let settings = rig.producer_settings(rig.orchestrator.state_machine_arn());
     // `Adapter` is what `lambda_http::run` serves: event → http::Request → router → API Gateway response.
-    let mut function = Adapter::from(api::app(&settings, &rig.aws));
+    let mut function = Adapter::from(api::app(&settings, &rig.aws).expect("valid settings"));
     std::future::poll_fn(|cx| function.poll_ready(cx)).await.expect("ready");
     let response = function.call(event(rig, body)).await.expect("the router never errs");
     let wire = serde_json::to_value(&response).expect("serializes");

@@ -17,7 +17,10 @@ const FIXTURE: &str = include_str!("fixtures/s3_object_created.json");
 fn handler(rig: &Rig, state_machine_arn: &str) -> S3EventHandler {
     let settings = rig.producer_settings(state_machine_arn);
     assert_eq!(settings.intake.destination_bucket, rig.resized);
-    S3EventHandler { intake: api::intake(&settings, &rig.aws), destination_bucket: rig.resized.clone() }
+    S3EventHandler {
+        intake: api::intake(&settings, &rig.aws).expect("valid settings"),
+        destination_bucket: rig.resized.clone(),
+    }
 }
 
 fn event(rig: &Rig) -> S3Event {

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use worker::WorkerDeps;
 use worker::attempt::Attempts;
 use worker::faults::Faults;
-use worker::image::Limits;
+use worker::image::{Limits, MemoryBudget};
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 
@@ -36,6 +36,7 @@ fn handler(rig: &Rig) -> SqsWorker {
     let deps = WorkerDeps {
         blobs: rig.aws.blob_store(),
         limits: Limits::default(),
+        budget: MemoryBudget::unlimited(),
         cache_control: None,
         faults: Faults::default(),
     };

@@ -1,6 +1,8 @@
 //! The HTTP API: `POST /process`, `GET /jobs/{id}`, `GET /jobs`, `GET /healthz`,
-//! `GET /metrics`. Every error is JSON `{"error":{"code","message"}}`. With API keys
-//! configured, every route but `/healthz` needs a key of the route's scope ([`crate::auth`]).
+//! `GET /metrics`, and its OpenAPI description at `GET /openapi.json`, generated from these
+//! handlers and the types they answer with ([`ApiDoc`]). Every error is JSON
+//! `{"error":{"code","message"}}`. With API keys configured, every route but `/healthz` and
+//! `/openapi.json` needs a key of the route's scope ([`crate::auth`]).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -17,11 +19,14 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use pipeline_core::queue::Queue;
 use protocol::job::{JobRecord, JobState};
-use serde::Deserialize;
+use protocol::message::Output;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{self, ApiKeys, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::intake::{Intake, ProcessRequest};
 use crate::limits::{self, ApiLimits, Load};
 
@@ -29,6 +34,8 @@ use crate::limits::{self, ApiLimits, Load};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest `?wait=` honoured, in seconds.
 pub const MAX_WAIT_SECS: u64 = 300;
+/// The most jobs `GET /jobs` lists.
+pub const MAX_LIST: usize = 1000;
 
 /// What the handlers share.
 #[derive(Clone, Debug)]
@@ -100,8 +107,47 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&state.load), limits::shed_and_time))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Health checks pass whatever the load: they ask whether the process lives.
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .with_state(state)
+}
+
+/// The API's OpenAPI 3.1 description, served at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "imgpipe", description = "Resizes, orients and strips images: one job per source image."),
+    paths(process, get_job, list_jobs, metrics, healthz),
+    modifiers(&KeySchemes),
+    tags((name = "jobs", description = "Start jobs and follow them"), (name = "operations", description = "Health and metrics"))
+)]
+pub struct ApiDoc;
+
+/// The two ways to send an API key (see [`crate::auth`]).
+struct KeySchemes;
+
+impl utoipa::Modify for KeySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
+    }
+}
+
+/// `GET /healthz`'s body.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`: an answer means the process serves.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Whether the process serves; open, and answered whatever the load.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 async fn require(
@@ -120,6 +166,87 @@ struct WaitQuery {
     wait: Option<String>,
 }
 
+/// `202 Accepted`: the job is queued; follow `statusUrl`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    /// The job's id: one per source version, destination and renditions.
+    pub job_id: String,
+    /// Always `queued`.
+    #[schema(example = "queued")]
+    pub status: String,
+    /// Where the job's record is read: `/jobs/{jobId}`.
+    pub status_url: String,
+}
+
+/// The original project's result body, for a job that succeeded (its first output), with
+/// the job id and every output added.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedResult {
+    /// Always 200.
+    pub status_code: u16,
+    /// `Image processing completed successfully`.
+    pub message: String,
+    /// Bucket of the original.
+    pub source_bucket: String,
+    /// Key of the original.
+    pub source_key: String,
+    /// Bucket of the first output.
+    pub destination_bucket: String,
+    /// Key of the first output.
+    pub destination_key: String,
+    /// Size of the first output in bytes.
+    pub file_size: u64,
+    /// MIME type of the first output.
+    pub content_type: String,
+    /// The job's id.
+    pub job_id: String,
+    /// Every output written.
+    pub outputs: Vec<Output>,
+}
+
+/// `422`: the job waited for ended without its outputs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedJob {
+    /// Why it failed.
+    pub error: ErrorDetail,
+    /// The job's id.
+    pub job_id: String,
+    /// Where the job's record and history are read.
+    pub status_url: String,
+}
+
+/// `GET /jobs`'s body.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The most recent jobs, newest first.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// Starts a job for one source image, or names the job already started for the same version
+/// of it. With `?wait=N` the answer waits up to N seconds for the job to end.
+#[utoipa::path(
+    post, path = "/process", tag = "jobs",
+    params(("wait" = Option<u64>, Query, minimum = 0, maximum = 300, example = 5,
+        description = "Seconds to wait for the job to end (0-300); without it the job is queued and answered at once")),
+    request_body = ProcessRequest,
+    responses(
+        (status = 200, description = "With `?wait`: the job succeeded within the wait", body = SeedResult),
+        (status = 202, description = "The job is queued (or the wait ran out)", body = Queued,
+            headers(("location" = String, description = "The job's status URL"))),
+        (status = 400, description = "Malformed JSON, a missing field, a bad key, rendition or `wait`, or a source that is a rendition", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 403, description = "A key without the `submit` scope, or a bucket outside its allow-list", body = ErrorBody),
+        (status = 404, description = "The source does not exist", body = ErrorBody),
+        (status = 409, description = "A job with this id exists for another request", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "With `?wait`: the job failed", body = FailedJob),
+        (status = 503, description = "A cap is reached or storage failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn process(
     State(state): State<ApiState>,
     query: Result<Query<WaitQuery>, QueryRejection>,
@@ -159,7 +286,7 @@ async fn process(
             return Ok(finished_response(&record));
         }
     }
-    let body = serde_json::json!({ "jobId": job.job_id, "status": "queued", "statusUrl": status_url });
+    let body = Queued { job_id: job.job_id, status: "queued".to_owned(), status_url: status_url.clone() };
     Ok((StatusCode::ACCEPTED, [("location", status_url)], Json(body)).into_response())
 }
 
@@ -213,22 +340,21 @@ async fn announced(ended: &mut Option<tokio::sync::broadcast::Receiver<String>>,
     }
 }
 
-/// The original project's result body for a job that succeeded (its first output), with
-/// the job id and every output added; `None` unless the job succeeded.
-pub fn seed_result(record: &JobRecord) -> Option<serde_json::Value> {
+/// The original project's result body for a job that succeeded; `None` unless it did.
+pub fn seed_result(record: &JobRecord) -> Option<SeedResult> {
     let first = record.outputs.first().filter(|_| record.state == JobState::Success)?;
-    Some(serde_json::json!({
-        "statusCode": 200,
-        "message": "Image processing completed successfully",
-        "sourceBucket": record.source_bucket,
-        "sourceKey": record.source_key,
-        "destinationBucket": first.bucket,
-        "destinationKey": first.key,
-        "fileSize": first.size,
-        "contentType": first.content_type,
-        "jobId": record.job_id,
-        "outputs": record.outputs,
-    }))
+    Some(SeedResult {
+        status_code: 200,
+        message: "Image processing completed successfully".to_owned(),
+        source_bucket: record.source_bucket.clone(),
+        source_key: record.source_key.clone(),
+        destination_bucket: first.bucket.clone(),
+        destination_key: first.key.clone(),
+        file_size: first.size,
+        content_type: first.content_type.clone(),
+        job_id: record.job_id.clone(),
+        outputs: record.outputs.clone(),
+    })
 }
 
 /// The seed result body for a successful job; an error body otherwise.
@@ -240,11 +366,11 @@ fn finished_response(record: &JobRecord) -> Response {
                 .error
                 .as_ref()
                 .map_or(("Failed".to_owned(), "the job failed".to_owned()), |e| (e.code.clone(), e.message.clone()));
-            let body = serde_json::json!({
-                "error": { "code": code, "message": message },
-                "jobId": record.job_id,
-                "statusUrl": format!("/jobs/{}", record.job_id),
-            });
+            let body = FailedJob {
+                error: ErrorDetail { code, message },
+                job_id: record.job_id.clone(),
+                status_url: format!("/jobs/{}", record.job_id),
+            };
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
     }
@@ -258,6 +384,18 @@ pub fn public_record(mut record: JobRecord) -> JobRecord {
     record
 }
 
+/// A job's record: its state, outputs and every step of its history (camera facts left out).
+#[utoipa::path(
+    get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = JobRecord),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "A cap is reached or storage failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
     match state.intake.orchestrator.get(&id).await {
         Ok(Some(record)) => Ok(Json(public_record(record))),
@@ -271,6 +409,18 @@ struct ListQuery {
     limit: Option<String>,
 }
 
+/// The most recent jobs, newest first.
+#[utoipa::path(
+    get, path = "/jobs", tag = "jobs",
+    params(("limit" = Option<u64>, Query, minimum = 0, maximum = 1000, description = "How many jobs (default 50)")),
+    responses(
+        (status = 200, description = "The jobs", body = JobList),
+        (status = 400, description = "`limit` is not a whole number from 0 to 1000", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 503, description = "A cap is reached or storage failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn list_jobs(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -278,14 +428,28 @@ async fn list_jobs(
     let Query(q) = query.map_err(|e| ApiError::bad_request("InvalidQuery", e.body_text()))?;
     let limit = match q.limit.as_deref().map(str::parse::<usize>) {
         None => 50,
-        Some(Ok(n)) => n.min(1000),
-        Some(Err(_)) => return Err(ApiError::bad_request("InvalidQuery", "limit must be a whole number")),
+        Some(Ok(n)) if n <= MAX_LIST => n,
+        _ => {
+            return Err(ApiError::bad_request(
+                "InvalidQuery",
+                format!("limit must be a whole number from 0 to {MAX_LIST}"),
+            ));
+        }
     };
     let jobs = state.intake.orchestrator.list(limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let jobs: Vec<JobRecord> = jobs.into_iter().map(public_record).collect();
-    Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
+    Ok(Json(JobList { jobs: jobs.into_iter().map(public_record).collect() }).into_response())
 }
 
+/// Prometheus metrics: jobs accepted, queue depth by state.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 503, description = "A cap is reached; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn metrics(State(state): State<ApiState>) -> Response {
     let mut out = String::new();
     out.push_str("# HELP imgpipe_jobs_accepted_total Jobs accepted by this API since it started.\n");

@@ -50,9 +50,25 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": { "code": self.code, "message": self.message } })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message.clone() } }
     }
+}
+
+/// Every error's body.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a sentence.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, such as `SourceNotFound` or `BucketNotAllowed`.
+    pub code: String,
+    /// What went wrong, for a human.
+    pub message: String,
 }
 
 /// The one place intake refusals become HTTP statuses.
@@ -60,7 +76,9 @@ impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> Self {
         let status = match &e {
             IntakeError::NotAllowed { .. } => StatusCode::FORBIDDEN,
-            IntakeError::InvalidKey(_) | IntakeError::InvalidRendition(_) => StatusCode::BAD_REQUEST,
+            IntakeError::InvalidKey(_) | IntakeError::InvalidRendition(_) | IntakeError::SourceIsOutput { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             IntakeError::SourceMissing { .. } => StatusCode::NOT_FOUND,
             IntakeError::Conflict(_) => StatusCode::CONFLICT,
             IntakeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,4 +1,4 @@
-//! Turning a request into a started job: check the buckets against the allow-list, the
+//! Turning a request into a started job: check the buckets against the allow-lists, the
 //! key, the renditions and that the source exists; then start the workflow. Shared by
 //! the HTTP API, the folder watcher and the CLI.
 
@@ -6,25 +6,42 @@ use std::sync::Arc;
 
 use pipeline_core::blob::{BlobError, BlobStore};
 use pipeline_core::orchestration::Orchestrator;
-use protocol::intake::IntakeError;
+use protocol::intake::{Buckets, IntakeError};
 use protocol::keys::validate_key;
 use protocol::message::Job;
 use protocol::rendition::{self, Rendition};
 use serde::Deserialize;
 
 /// The request body of `POST /process`, as the original project sent it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"sourceBucket": "original", "sourceKey": "myphoto.jpg", "destinationBucket": "resized"}))]
 pub struct ProcessRequest {
-    /// Bucket of the original.
+    /// Bucket of the original: one of the buckets jobs may read from.
     pub source_bucket: String,
     /// Key of the original.
     pub source_key: String,
-    /// Bucket for the renditions.
+    /// Bucket for the renditions: one of the buckets jobs may write to.
     pub destination_bucket: String,
-    /// What to produce; the default `thumbnail` when absent.
+    /// What to produce; the default `thumbnail` (512 px box, JPEG q80) when absent.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 16)]
     pub renditions: Option<Vec<Rendition>>,
+}
+
+impl ProcessRequest {
+    /// The checks that need no storage: the buckets against `buckets`, the key and the
+    /// renditions. Returns the renditions the job will produce.
+    ///
+    /// # Errors
+    /// A permanent [`IntakeError`] naming the first rule broken.
+    pub fn validate(&self, buckets: &Buckets) -> Result<Vec<Rendition>, IntakeError> {
+        buckets.check(&self.source_bucket, &self.source_key, &self.destination_bucket)?;
+        validate_key(&self.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
+        let renditions = self.renditions.clone().unwrap_or_else(|| vec![Rendition::thumbnail()]);
+        rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
+        Ok(renditions)
+    }
 }
 
 /// What intake needs, built once.
@@ -34,26 +51,20 @@ pub struct Intake {
     pub orchestrator: Arc<dyn Orchestrator>,
     /// Where sources are looked up.
     pub blobs: Arc<dyn BlobStore>,
-    /// Buckets jobs may read from or write to.
-    pub allowed_buckets: Vec<String>,
+    /// Buckets jobs may read from and write to.
+    pub buckets: Buckets,
 }
 
 impl Intake {
     /// Validates `request` and starts its job.
     ///
     /// # Errors
-    /// An [`IntakeError`]: permanent for a bucket outside the allow-list, a bad key or
+    /// An [`IntakeError`]: permanent for a bucket outside its allow-list, a source that is
+    /// a rendition, a bad key or
     /// renditions, a missing source or a used id; retryable when storage or the
     /// orchestrator fails.
     pub async fn submit(&self, request: ProcessRequest) -> Result<Job, IntakeError> {
-        for bucket in [&request.source_bucket, &request.destination_bucket] {
-            if !self.allowed_buckets.iter().any(|b| b == bucket) {
-                return Err(IntakeError::NotAllowed { bucket: bucket.clone(), allowed: self.allowed_buckets.clone() });
-            }
-        }
-        validate_key(&request.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
-        let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
-        rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
+        let renditions = request.validate(&self.buckets)?;
         let source = match self.blobs.head(&request.source_bucket, &request.source_key).await {
             Ok(meta) => meta,
             Err(BlobError::NotFound { bucket, key }) => return Err(IntakeError::SourceMissing { bucket, key }),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pipeline_core::sqlite::{Db, DbError};
-use protocol::rendition::{OUTPUT_PREFIX, Rendition};
+use protocol::rendition::Rendition;
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
@@ -98,11 +98,11 @@ impl FolderWatcher {
     /// The folder or the database could not be read.
     async fn scan_once(&self, pending: &mut HashMap<String, (Stamp, SystemTime)>) -> Result<usize, DbError> {
         let dir = self.dir.clone();
-        let skip_outputs = self.source_bucket == self.destination_bucket;
+        let (buckets, bucket) = (self.intake.buckets.clone(), self.source_bucket.clone());
         let files = tokio::task::spawn_blocking(move || {
             let mut files = Vec::new();
             walk(&dir, "", &mut files);
-            files.retain(|(key, _)| !(skip_outputs && key.starts_with(OUTPUT_PREFIX)));
+            files.retain(|(key, _)| !buckets.is_output(&bucket, key));
             files
         })
         .await

@@ -16,6 +16,7 @@ use producer::api::{ApiState, router};
 use producer::auth::ApiKeys;
 use producer::intake::Intake;
 use producer::limits::ApiLimits;
+use protocol::intake::Buckets;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
 use tempfile::TempDir;
@@ -118,7 +119,7 @@ fn app_on(jobs: Jobs, configure: impl FnOnce(ApiState) -> ApiState) -> App {
     let intake = Intake {
         orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
         blobs: Arc::new(store),
-        allowed_buckets: vec!["original".into(), "resized".into()],
+        buckets: Buckets::new(&["original"], &["resized"]),
     };
     App { router: router(configure(ApiState::new(intake, Vec::new()))), data, jobs }
 }
@@ -378,4 +379,36 @@ async fn without_announcements_a_waiter_still_sees_its_job_end() {
     app.jobs.succeed_all();
     let response = pending.await.expect("task").expect("response");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_openapi_description_is_open_and_agrees_with_the_code() {
+    let mut keys = ApiKeys::none();
+    keys.add_list("read:read-key-1").expect("keys");
+    let app = app_with(|state| state.with_keys(keys));
+    let (status, doc) = call(&app.router, Request::get("/openapi.json").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK, "served without a key, like /healthz");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    for path in ["/process", "/jobs", "/jobs/{id}", "/metrics", "/healthz"] {
+        assert!(doc["paths"][path].is_object(), "{path} is described");
+    }
+    let process = &doc["paths"]["/process"]["post"];
+    let wait = process["parameters"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "wait")).expect("wait");
+    assert_eq!(wait["schema"]["maximum"], producer::api::MAX_WAIT_SECS, "{wait}");
+    for status in ["200", "202", "400", "401", "403", "404", "413", "422", "503"] {
+        assert!(process["responses"][status].is_object(), "POST /process lists {status}");
+    }
+    let schemas = &doc["components"]["schemas"];
+    let renditions = &schemas["ProcessRequest"]["properties"]["renditions"];
+    assert_eq!(renditions["maxItems"], protocol::rendition::MAX_RENDITIONS, "{renditions}");
+    let width = &schemas["Rendition"]["properties"]["width"];
+    assert_eq!(width["maximum"], protocol::rendition::MAX_DIMENSION, "{width}");
+    assert_eq!(schemas["Rendition"]["additionalProperties"], false, "unknown rendition fields are refused");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let list = &doc["paths"]["/jobs"]["get"]["parameters"][0];
+    assert_eq!((&list["name"], &list["schema"]["maximum"]), (&"limit".into(), &producer::api::MAX_LIST.into()));
+    // What the description calls out of range is refused, not quietly clamped.
+    let get = |uri: &str| with_key(Request::get(uri).body(Body::empty()).expect("request"), "read-key-1");
+    assert_eq!(call(&app.router, get("/jobs?limit=1001")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&app.router, get("/jobs?limit=1000")).await.0, StatusCode::OK);
 }

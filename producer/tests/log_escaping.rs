@@ -9,6 +9,7 @@ use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use pipeline_core::sqlite::Db;
 use producer::intake::Intake;
 use producer::watcher::FolderWatcher;
+use protocol::intake::Buckets;
 use protocol::job::JobRecord;
 use protocol::message::Job;
 use tempfile::TempDir;
@@ -53,7 +54,7 @@ async fn a_newline_in_a_file_name_does_not_start_a_log_line() {
     let intake = Intake {
         orchestrator: Arc::new(NoJobs),
         blobs: Arc::new(store),
-        allowed_buckets: vec!["original".into(), "resized".into()],
+        buckets: Buckets::new(&["original"], &["resized"]),
     };
     let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
     let mut watcher = FolderWatcher::new(&db, dir, "original", "resized", intake).expect("watcher");

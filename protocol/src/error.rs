@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What the caller must do about a failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorClass {
     /// Trying again cannot help: not an image, corrupt, too large, source missing, bucket not allowed.
@@ -14,7 +14,7 @@ pub enum ErrorClass {
 }
 
 /// A classified failure, as carried in reports, job history and dead letters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{code}: {message}")]
 pub struct JobError {
     /// Retry or not.

@@ -10,7 +10,7 @@ use crate::rendition::Rendition;
 pub use crate::workflow::JobState;
 
 /// One step of a job's history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// When, RFC 3339 UTC.
@@ -34,7 +34,7 @@ pub struct HistoryEntry {
 }
 
 /// Everything known of a job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRecord {
     /// The job's id.

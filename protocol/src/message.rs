@@ -107,7 +107,7 @@ impl Job {
 }
 
 /// One rendition written to the destination bucket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
     /// The rendition's name.
@@ -200,7 +200,7 @@ pub struct Processed {
 /// Facts the image engine read from a source: what it is (format, size, orientation,
 /// colour), which metadata it carried, and the camera facts the sidecar keeps. Reported
 /// with a success and shown in job records through [`SourceMetadata::public`].
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SourceMetadata {
     /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.

@@ -18,7 +18,7 @@ pub const MAX_AVIF_OUTPUT_PIXELS: u64 = 4096 * 4096;
 pub const OUTPUT_PREFIX: &str = "resized/";
 
 /// How a rendition fits its box.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Scale to fit inside the box, keeping the aspect ratio.
@@ -31,7 +31,7 @@ pub enum Fit {
 }
 
 /// An output encoding.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// JPEG, 4:2:0.
@@ -68,17 +68,20 @@ impl Format {
 }
 
 /// One output a job asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rendition {
     /// Names the output (see [`output_key`]): 1–32 lowercase letters, digits and `-`. No `_`
     /// or `.`, so the name can always be told apart from the source's name before it.
+    #[schema(pattern = "^[a-z0-9-]{1,32}$")]
     pub name: String,
     /// Box width in pixels; absent means "follow the height".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16384)]
     pub width: Option<u32>,
     /// Box height in pixels; absent means "follow the width".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16384)]
     pub height: Option<u32>,
     /// How the image fits the box.
     #[serde(default)]
@@ -88,6 +91,7 @@ pub struct Rendition {
     pub format: Format,
     /// Encoder quality, 1–100 (ignored by lossless formats).
     #[serde(default = "default_quality")]
+    #[schema(minimum = 1, maximum = 100, default = 80)]
     pub quality: u8,
     /// Allow scaling up when the source is smaller than the box.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

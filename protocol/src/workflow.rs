@@ -21,7 +21,7 @@ use crate::time::{ms, rfc3339};
 pub const WORKFLOW_NAME: &str = "ImageProcessingWorkflow";
 
 /// A state of `ImageProcessingWorkflow`. Serialised as its name in the definition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum JobState {
     /// Queued for a worker, or being processed.
     ProcessImage,

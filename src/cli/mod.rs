@@ -148,7 +148,7 @@ pub fn main() -> ExitCode {
 fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
     Ok(ServeOptions {
         listen: args.listen,
-        allowed_buckets: args.intake.allowed_buckets(),
+        buckets: args.intake.buckets()?,
         watch_bucket: (!args.no_watch).then(|| args.intake.source_bucket.clone()),
         s3_events_queue: None,
         destination_bucket: args.intake.destination_bucket.clone(),

@@ -45,14 +45,14 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
     match &aws {
         Some(aws) if backends.blob_store == BlobStoreKind::S3 => {
             let s3 = aws.s3();
-            for bucket in &args.intake.allowed_buckets() {
+            for bucket in &args.intake.buckets()?.all() {
                 s3.create_bucket(bucket).await.with_context(|| format!("cannot create bucket {bucket}"))?;
                 println!("bucket s3://{bucket}");
             }
         }
         _ => {
             let local = LocalBlobStore::new(&data.data_dir);
-            for bucket in &args.intake.allowed_buckets() {
+            for bucket in &args.intake.buckets()?.all() {
                 local.create_bucket(bucket)?;
                 println!("bucket {}", local.bucket_dir(bucket).display());
             }

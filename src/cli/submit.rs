@@ -9,6 +9,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use pipeline_core::blob::PutOptions;
 use producer::intake::{Intake, ProcessRequest};
+use protocol::intake::Buckets;
 use protocol::keys::guess_content_type;
 
 use protocol::time::parse_duration;
@@ -41,7 +42,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
     let intake = Intake {
         orchestrator: std::sync::Arc::clone(&stack.orchestrator),
         blobs: stack.blobs(),
-        allowed_buckets: vec![args.bucket.clone(), args.destination.clone()],
+        buckets: Buckets::new(&[&args.bucket], &[&args.destination]),
     };
     let mut failed = false;
     let mut jobs = Vec::new();
@@ -90,7 +91,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
                 tokio::time::sleep(Duration::from_millis(100)).await;
             };
             match (producer::api::seed_result(&record), record.state) {
-                (Some(body), _) => println!("{body}"),
+                (Some(body), _) => println!("{}", serde_json::to_string(&body)?),
                 (None, state) if state.is_terminal() => {
                     let error = record.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default();
                     eprintln!("imgpipe: job {id} ({}) failed: {error}", record.source_key);

@@ -125,10 +125,10 @@ impl Rig {
     /// The producers' settings as the Lambda functions read them from their variables,
     /// on this rig's buckets and `state_machine_arn`.
     pub fn producer_settings(&self, state_machine_arn: &str) -> ProducerFunction {
-        let buckets = format!("{},{}", self.originals, self.resized);
         let vars = [
             ("IMGPIPE_STATE_MACHINE_ARN", state_machine_arn),
-            ("IMGPIPE_ALLOWED_BUCKETS", &buckets),
+            ("IMGPIPE_READ_BUCKETS", &self.originals),
+            ("IMGPIPE_WRITE_BUCKETS", &self.resized),
             ("IMGPIPE_DESTINATION_BUCKET", &self.resized),
         ];
         functions::read(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())).unwrap()
@@ -146,7 +146,13 @@ impl Rig {
 
     /// Starts a real worker on the jobs queue; cancel the token to stop it.
     pub fn worker(&self, faults: Faults) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let deps = WorkerDeps { blobs: self.aws.blob_store(), limits: Limits::default(), cache_control: None, faults };
+        let deps = WorkerDeps {
+            blobs: self.aws.blob_store(),
+            limits: Limits::default(),
+            budget: worker::image::MemoryBudget::unlimited(),
+            cache_control: None,
+            faults,
+        };
         let runner = Runner {
             jobs: Arc::new(self.jobs.clone()),
             dead_letters: Arc::new(self.dlq.clone()),

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use imgpipe::serve::{ServeOptions, Server};
+use protocol::intake::Buckets;
 use protocol::job::JobRecord;
 use protocol::workflow::Policy;
 use protocol::workflow::{Jitter, RetryPolicy};
@@ -32,7 +33,7 @@ pub struct TestServer {
 pub fn test_options() -> ServeOptions {
     ServeOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        allowed_buckets: vec!["original".into(), "resized".into()],
+        buckets: Buckets::new(&["original"], &["resized"]),
         watch_bucket: Some("original".into()),
         s3_events_queue: None,
         destination_bucket: "resized".into(),
@@ -58,6 +59,7 @@ pub fn test_options() -> ServeOptions {
                 max_receive_count: 5,
             },
             limits: worker::image::Limits::default(),
+            budget: worker::image::MemoryBudget::unlimited(),
             cache_control: Some("max-age=60".into()),
             faults: worker::faults::Faults::default(),
         },

@@ -16,7 +16,7 @@ use pipeline_core::queue::sqlite::{RedrivePolicy, SqliteQueue};
 use pipeline_core::report::{QueueReporter, Reporter};
 use pipeline_core::sqlite::Db;
 use worker::faults::Faults;
-use worker::image::Limits;
+use worker::image::{Limits, MemoryBudget};
 use worker::{Runner, RunnerConfig, WorkerDeps};
 
 use crate::settings::{BackendArgs, BlobStoreKind, QueueKind, WorkerArgs};
@@ -138,6 +138,8 @@ pub struct WorkerSettings {
     pub runner: RunnerConfig,
     /// Input and output limits.
     pub limits: Limits,
+    /// The memory the jobs of this process share.
+    pub budget: MemoryBudget,
     /// `Cache-Control` on outputs.
     pub cache_control: Option<String>,
     /// Injected faults.
@@ -153,6 +155,7 @@ impl WorkerSettings {
         Ok(Self {
             runner: args.runner()?,
             limits: args.limits(),
+            budget: args.memory_budget.budget(),
             cache_control: args.cache_control(),
             faults: args.faults.clone(),
         })
@@ -163,6 +166,7 @@ impl WorkerSettings {
         WorkerDeps {
             blobs,
             limits: self.limits,
+            budget: self.budget.clone(),
             cache_control: self.cache_control.clone(),
             faults: self.faults.clone(),
         }

@@ -117,18 +117,26 @@ mod tests {
 
     #[test]
     fn producers_need_the_state_machine() {
-        let err = read::<ProducerFunction>(env(&[("IMGPIPE_ALLOWED_BUCKETS", "orig, resized,")]))
-            .expect_err("no state machine");
+        let err =
+            read::<ProducerFunction>(env(&[("IMGPIPE_READ_BUCKETS", "orig, up,")])).expect_err("no state machine");
         assert!(err.to_string().contains("--state-machine-arn"), "{err}");
         let api = read::<ProducerFunction>(env(&[
-            ("IMGPIPE_ALLOWED_BUCKETS", "orig, resized,"),
+            ("IMGPIPE_READ_BUCKETS", "orig, up,"),
             ("IMGPIPE_STATE_MACHINE_ARN", "arn:sm"),
         ]))
         .expect("api settings");
+        let buckets = api.intake.buckets().expect("no retired variable");
         assert_eq!(
-            (api.state_machine_arn.as_str(), api.intake.allowed_buckets()),
-            ("arn:sm", vec!["orig".to_owned(), "resized".to_owned()])
+            (api.state_machine_arn.as_str(), buckets.read, buckets.write),
+            ("arn:sm", vec!["orig".to_owned(), "up".to_owned()], vec!["resized".to_owned()])
         );
+        let retired = read::<ProducerFunction>(env(&[
+            ("IMGPIPE_ALLOWED_BUCKETS", "orig,resized"),
+            ("IMGPIPE_STATE_MACHINE_ARN", "arn:sm"),
+        ]))
+        .expect("parses");
+        let advice = retired.intake.buckets().expect_err("refused").to_string();
+        assert!(advice.contains("IMGPIPE_READ_BUCKETS") && advice.contains("IMGPIPE_WRITE_BUCKETS"), "{advice}");
         assert!(read::<ProducerFunction>(env(&[("IMGPIPE_STATE_MACHINE_ARN", "")])).is_err(), "empty is missing");
     }
 
@@ -171,7 +179,9 @@ mod tests {
     fn the_functions_list_what_they_read() {
         let api = Function::Api.vars();
         assert!(api.contains(&("IMGPIPE_STATE_MACHINE_ARN".to_owned(), true)), "{api:?}");
-        assert!(api.contains(&("IMGPIPE_ALLOWED_BUCKETS".to_owned(), false)), "{api:?}");
+        assert!(api.contains(&("IMGPIPE_READ_BUCKETS".to_owned(), false)), "{api:?}");
+        assert!(api.contains(&("IMGPIPE_WRITE_BUCKETS".to_owned(), false)), "{api:?}");
+        assert!(!api.iter().any(|(name, _)| name == "IMGPIPE_ALLOWED_BUCKETS"), "retired, not listed: {api:?}");
         let worker = Function::Worker.vars();
         assert!(worker.contains(&("IMGPIPE_DEAD_LETTER_QUEUE".to_owned(), true)), "{worker:?}");
         assert!(worker.contains(&("IMGPIPE_HEARTBEAT_INTERVAL".to_owned(), false)), "{worker:?}");

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use protocol::intake::Buckets;
 use protocol::workflow::{Jitter, Policy, RetryPolicy};
 use worker::RunnerConfig;
-use worker::image::Limits;
+use worker::image::{Limits, MemoryBudget};
 use worker::process::DEFAULT_CACHE_CONTROL;
 
 /// A duration as flags write it; shown in help the same way.
@@ -38,6 +39,68 @@ impl FromStr for Span {
 
     fn from_str(s: &str) -> Result<Self, String> {
         protocol::time::parse_duration(s).map(Span)
+    }
+}
+
+/// A memory budget as flags write it: `auto`, `off`, or a size (`1536MiB`, `2GiB`, bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemorySize {
+    /// Half of what the process may use ([`worker::image::budget::available_memory`]).
+    Auto,
+    /// No budget.
+    Off,
+    /// This many bytes.
+    Bytes(u64),
+}
+
+impl MemorySize {
+    /// The budget this names.
+    pub fn budget(self) -> MemoryBudget {
+        match self {
+            MemorySize::Off => MemoryBudget::unlimited(),
+            MemorySize::Bytes(n) => MemoryBudget::new(n),
+            MemorySize::Auto => match worker::image::budget::available_memory() {
+                Some(total) => MemoryBudget::new((total / 2).max(256 << 20)),
+                None => MemoryBudget::unlimited(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for MemorySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemorySize::Auto => f.write_str("auto"),
+            MemorySize::Off => f.write_str("off"),
+            MemorySize::Bytes(n) if n % (1 << 30) == 0 => write!(f, "{}GiB", n >> 30),
+            MemorySize::Bytes(n) if n % (1 << 20) == 0 => write!(f, "{}MiB", n >> 20),
+            MemorySize::Bytes(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for MemorySize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "auto" => return Ok(MemorySize::Auto),
+            "off" => return Ok(MemorySize::Off),
+            _ => {}
+        }
+        let advice = || format!("{s:?}: write auto, off, or a size above zero such as 1536MiB or 2GiB");
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "K" | "KiB" => 10,
+            "M" | "MiB" => 20,
+            "G" | "GiB" => 30,
+            _ => return Err(advice()),
+        };
+        let n: u64 = digits.parse().map_err(|_| advice())?;
+        n.checked_mul(1 << shift).filter(|&bytes| bytes > 0).map(MemorySize::Bytes).ok_or_else(advice)
     }
 }
 
@@ -217,6 +280,11 @@ pub struct WorkerArgs {
     /// Largest source accepted, in pixels (width × height), checked before decoding.
     #[arg(long, env = "IMGPIPE_MAX_PIXELS", default_value_t = Limits::default().max_pixels)]
     pub max_pixels: u64,
+    /// Memory the jobs of this process share: each reserves its estimated peak before decoding
+    /// and waits for room; one that alone exceeds it fails as TooLarge. `auto`: half of the
+    /// memory the process may use (cgroup limit, Lambda memory size or RAM); `off`: no budget.
+    #[arg(long, env = "IMGPIPE_MEMORY_BUDGET", default_value_t = MemorySize::Auto)]
+    pub memory_budget: MemorySize,
     /// `Cache-Control` stored on every output (empty: none).
     #[arg(long, env = "IMGPIPE_CACHE_CONTROL", default_value = DEFAULT_CACHE_CONTROL)]
     pub cache_control: String,
@@ -266,9 +334,15 @@ impl WorkerArgs {
 /// Which buckets jobs may use, and where the renditions of uploaded images go.
 #[derive(clap::Args, Debug, Clone)]
 pub struct IntakeArgs {
-    /// Buckets jobs may read from or write to.
-    #[arg(long, env = "IMGPIPE_ALLOWED_BUCKETS", value_delimiter = ',', default_value = "original,resized")]
-    pub allowed_buckets: Vec<String>,
+    /// Buckets jobs may read sources from [default: the watched bucket, --source-bucket].
+    #[arg(long, env = "IMGPIPE_READ_BUCKETS", value_delimiter = ',')]
+    pub read_buckets: Vec<String>,
+    /// Buckets jobs may write renditions to [default: --destination-bucket].
+    #[arg(long, env = "IMGPIPE_WRITE_BUCKETS", value_delimiter = ',')]
+    pub write_buckets: Vec<String>,
+    /// Split into `IMGPIPE_READ_BUCKETS` and `IMGPIPE_WRITE_BUCKETS`: refused with that advice.
+    #[arg(long, env = "IMGPIPE_ALLOWED_BUCKETS", hide = true)]
+    pub allowed_buckets: Option<String>,
     /// The bucket whose uploads become jobs.
     #[arg(long, env = "IMGPIPE_SOURCE_BUCKET", default_value = "original")]
     pub source_bucket: String,
@@ -278,9 +352,24 @@ pub struct IntakeArgs {
 }
 
 impl IntakeArgs {
-    /// The allow-list, without empty entries.
-    pub fn allowed_buckets(&self) -> Vec<String> {
-        self.allowed_buckets.iter().map(|b| b.trim()).filter(|b| !b.is_empty()).map(String::from).collect()
+    /// The allow-lists: each defaults to the one bucket uploads come from or go to.
+    ///
+    /// # Errors
+    /// The retired `IMGPIPE_ALLOWED_BUCKETS` is set (one list for both would let a key
+    /// holder read from every bucket jobs write to).
+    pub fn buckets(&self) -> anyhow::Result<Buckets> {
+        anyhow::ensure!(
+            self.allowed_buckets.is_none(),
+            "IMGPIPE_ALLOWED_BUCKETS (--allowed-buckets) is split in two: set IMGPIPE_READ_BUCKETS to the buckets \
+             jobs may read from and IMGPIPE_WRITE_BUCKETS to those they may write to"
+        );
+        let or = |list: &[String], default: &str| {
+            if list.iter().all(|b| b.trim().is_empty()) { vec![default.to_owned()] } else { list.to_vec() }
+        };
+        Ok(Buckets::new(
+            &or(&self.read_buckets, &self.source_bucket),
+            &or(&self.write_buckets, &self.destination_bucket),
+        ))
     }
 }
 
@@ -316,10 +405,12 @@ impl WorkerGroups {
     }
 }
 
-/// The `IMGPIPE_*` variables a command reads, each with whether it must be set.
+/// The `IMGPIPE_*` variables a command reads, each with whether it must be set (hidden
+/// ones, read only to refuse them or for tests, left out).
 pub fn env_vars(command: &clap::Command) -> Vec<(String, bool)> {
     let mut vars: Vec<(String, bool)> = command
         .get_arguments()
+        .filter(|a| !a.is_hide_set())
         .filter_map(|a| {
             let name = a.get_env()?.to_str()?.to_owned();
             name.starts_with("IMGPIPE_").then_some((name, a.is_required_set()))
@@ -404,5 +495,25 @@ mod tests {
             .expect("parses");
         let err = all.worker.runner().expect_err("a heartbeat past the visibility would run jobs twice");
         assert!(err.to_string().contains("IMGPIPE_HEARTBEAT_INTERVAL"), "{err}");
+    }
+
+    #[test]
+    fn memory_budgets_read_as_written() {
+        let read = |s: &str| s.parse::<MemorySize>();
+        assert_eq!(read("auto"), Ok(MemorySize::Auto));
+        assert_eq!(read("off"), Ok(MemorySize::Off));
+        assert_eq!(read("1536MiB"), Ok(MemorySize::Bytes(1536 << 20)));
+        assert_eq!(read("2G"), Ok(MemorySize::Bytes(2 << 30)));
+        assert_eq!(read("4096"), Ok(MemorySize::Bytes(4096)));
+        for bad in ["0", "0GiB", "2TB", "-1", "", "GiB", "99999999999999999999G"] {
+            assert!(read(bad).is_err(), "{bad:?} is refused");
+        }
+        for size in [MemorySize::Auto, MemorySize::Off, MemorySize::Bytes(3 << 30), MemorySize::Bytes(1536 << 20)] {
+            assert_eq!(read(&size.to_string()), Ok(size), "{size} reads back");
+        }
+        assert_eq!(MemorySize::Bytes(1 << 20).budget().total(), Some(1 << 20));
+        assert_eq!(MemorySize::Off.budget().total(), None);
+        let auto = MemorySize::Auto.budget().total().expect("this machine says how much memory it has");
+        assert!(auto >= 256 << 20, "{auto}");
     }
 }

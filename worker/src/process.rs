@@ -12,7 +12,7 @@ use protocol::message::{Job, Output};
 use protocol::rendition::{output_key, sidecar_key, validate_list};
 
 use crate::faults::Faults;
-use crate::image::{self, Limits};
+use crate::image::{self, Limits, MemoryBudget};
 
 /// The `Cache-Control` of outputs unless configured: keys are deterministic and a source
 /// version's outputs never change, so they may be cached for a year.
@@ -25,6 +25,8 @@ pub struct WorkerDeps {
     pub blobs: Arc<dyn BlobStore>,
     /// Input limits, checked before decoding.
     pub limits: Limits,
+    /// The memory the renders of this process share.
+    pub budget: MemoryBudget,
     /// `Cache-Control` stored on every output.
     pub cache_control: Option<String>,
     /// Injected faults, for drills and tests; none by default.
@@ -41,10 +43,11 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     deps.faults.before_attempt(job).await?;
 
     let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
-    let (renditions, limits) = (job.renditions.clone(), deps.limits);
-    let rendered = tokio::task::spawn_blocking(move || image::render(&source.body, &renditions, &limits))
-        .await
-        .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
+    let (renditions, limits, budget) = (job.renditions.clone(), deps.limits, deps.budget.clone());
+    let rendered =
+        tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &limits, &budget))
+            .await
+            .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
 
     let metadata = rendered.metadata;
     let mut outputs = Vec::with_capacity(rendered.outputs.len());

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use worker::WorkerDeps;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
 use worker::faults::Faults;
-use worker::image::Limits;
+use worker::image::{Limits, MemoryBudget};
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 
@@ -73,6 +73,7 @@ async fn rig(faults: &str, down: bool) -> Rig {
     let deps = WorkerDeps {
         blobs,
         limits: Limits::default(),
+        budget: MemoryBudget::unlimited(),
         cache_control: None,
         faults: Faults::parse(faults).expect("faults"),
     };

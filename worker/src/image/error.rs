@@ -18,7 +18,8 @@ pub enum ImageError {
     /// The input exceeds one of the [`Limits`](super::Limits).
     #[error("image too large: {what} is {actual}, the limit is {limit}")]
     TooLarge {
-        /// Which quantity is over the limit: `bytes`, `pixels`, `width` or `height`.
+        /// Which quantity is over the limit: `bytes`, `pixels`, `width`, `height`, or the
+        /// render's `estimated memory (bytes)` against the memory budget.
         what: &'static str,
         /// The value the input declares.
         actual: u64,

@@ -8,7 +8,9 @@
 //! - `webp_native`: still WebP through libwebp with scaled decoding.
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
+//! - [`budget`]: the memory budget renders share, and each render's peak estimate.
 
+pub mod budget;
 mod container;
 pub mod decode;
 pub mod detect;
@@ -26,6 +28,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use protocol::Rendition;
 use protocol::rendition::{Format, MAX_AVIF_OUTPUT_PIXELS, MAX_JOB_OUTPUT_PIXELS, MAX_OUTPUT_PIXELS, MAX_RENDITIONS};
 
+pub use budget::MemoryBudget;
 pub use detect::SourceFormat;
 pub use error::ImageError;
 pub use metadata::SourceMetadata;
@@ -88,6 +91,8 @@ pub struct Rendered {
     pub outputs: Vec<Encoded>,
     /// Facts about the source.
     pub metadata: SourceMetadata,
+    /// The memory the render reserved: its [`budget::peak_estimate`].
+    pub reserved: u64,
 }
 
 fn check_limits(width: u32, height: u32, limits: &Limits) -> Result<(), ImageError> {
@@ -182,6 +187,22 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
 /// An [`ImageError`], all of them permanent: not an image, unsupported, corrupt, over the
 /// limits, or an encoder failure.
 pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result<Rendered, ImageError> {
+    render_within(input, renditions, limits, &MemoryBudget::unlimited())
+}
+
+/// [`render`] within a memory budget shared with other renders: once the header is read and
+/// the renditions planned, and before any pixel buffer is allocated, the render reserves its
+/// [`budget::peak_estimate`], waiting for room, and holds it until it returns.
+///
+/// # Errors
+/// As [`render`]; also [`ImageError::TooLarge`] (`memory`) when the estimate alone exceeds
+/// the whole budget.
+pub fn render_within(
+    input: &[u8],
+    renditions: &[Rendition],
+    limits: &Limits,
+    budget: &MemoryBudget,
+) -> Result<Rendered, ImageError> {
     if input.len() as u64 > limits.max_input_bytes {
         return Err(ImageError::TooLarge { what: "bytes", actual: input.len() as u64, limit: limits.max_input_bytes });
     }
@@ -196,6 +217,7 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
         )));
     }
     let format = detect::detect(input)?;
+    let mut reserved = None;
     let decoded = isolated("decoding", || {
         decode::decode(input, format, limits, |probe| {
             check_limits(probe.width, probe.height, limits)?;
@@ -204,6 +226,7 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
                 .map(|r| geometry::plan(r, probe.width, probe.height, probe.orientation))
                 .collect::<Result<Vec<_>, _>>()?;
             check_outputs(renditions, &plans, limits)?;
+            reserved = Some(budget.reserve(budget::peak_estimate(input.len(), probe, renditions, &plans))?);
             Ok(plans)
         })
     })?;
@@ -220,5 +243,6 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
         })?;
         outputs.push(out);
     }
-    Ok(Rendered { outputs, metadata: metadata_of(probe) })
+    let reserved = reserved.map_or(0, |r| r.bytes());
+    Ok(Rendered { outputs, metadata: metadata_of(probe), reserved })
 }
