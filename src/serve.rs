@@ -121,7 +121,8 @@ impl Server {
         let state = ApiState::new(intake, stack.backends.all_queues())
             .with_shutdown(shutdown.clone())
             .with_keys(options.keys.clone())
-            .with_limits(options.limits);
+            .with_limits(options.limits)
+            .with_dead_letters(stack.dead_letters());
         let app = api::router(state);
         let token = shutdown.clone();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;

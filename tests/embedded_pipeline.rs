@@ -137,6 +137,37 @@ async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_over_http_shows_the_reason_and_an_operator_redrive_restarts_the_same_job() {
+    let mut options = test_options();
+    options.watch_bucket = None;
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "memo.jpg", b"a memo, not a photo\n");
+    let (status, body) = s.post_process("?wait=30", &seed_request("memo.jpg")).await;
+    assert_eq!(status, 422, "{body}");
+    let id = body["jobId"].as_str().expect("jobId").to_owned();
+
+    let listing: serde_json::Value =
+        s.http.get(s.url("/dlq")).send().await.expect("GET /dlq").json().await.expect("JSON");
+    let entries = listing["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{listing}");
+    assert_eq!(
+        (&entries[0]["deadLetter"]["job"]["jobId"], &entries[0]["deadLetter"]["error"]["code"]),
+        (&id.clone().into(), &"NotAnImage".into())
+    );
+
+    s.drop_file("original", "memo.jpg", MYPHOTO);
+    let redrive = serde_json::json!({ "ids": [id] });
+    let answer: serde_json::Value =
+        s.http.post(s.url("/dlq/redrive")).json(&redrive).send().await.expect("redrive").json().await.expect("JSON");
+    assert_eq!(answer["redriven"][0]["jobId"], id.as_str(), "{answer}");
+    assert!(answer["redriven"][0].get("continuesAs").is_none(), "the embedded engine restarts the same job: {answer}");
+    let job = s.wait_job(&id, SECS_30).await;
+    assert_eq!(job.state, JobState::Success);
+    assert!(job.history.iter().any(|h| h.state == JobState::Fail), "the first run stays in the history");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_faults_are_retried_with_growing_delays_then_succeed() {
     let mut options = test_options();
     options.worker.faults = worker::faults::Faults::parse("fail-attempts=2").expect("faults");

@@ -1,13 +1,18 @@
 //! What sits on the dead-letter queue, and the operators' tools for it: list, show,
 //! redrive, purge. They work on any [`Queue`], and never lose a message: a scan hides
-//! each message while it looks, then releases what it does not remove.
+//! each message while it looks, then releases what it does not remove. [`DeadLetters`]
+//! bundles the queue with how its jobs start again, for `imgpipe dlq` and the HTTP API alike.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::{Queue, QueueError};
 use protocol::dead_letter::DeadLetter;
 use protocol::message::Job;
+use serde::Serialize;
 
+use crate::EmbeddedEngine;
 use crate::error::EngineError;
 
 /// One message on the dead-letter queue.
@@ -27,6 +32,51 @@ impl DlqItem {
     /// Whether `id` names this item (its job id or its message id).
     pub fn matches(&self, id: &str) -> bool {
         self.message_id == id || self.letter.as_ref().is_ok_and(|l| l.job.job_id == id)
+    }
+
+    /// The entry as operators see it (`dlq list --json`, `dlq show`, `GET /dlq`): the dead
+    /// letter, or the unreadable body — task tokens redacted wherever they appear.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = match &self.letter {
+            Ok(letter) => serde_json::json!({
+                "messageId": self.message_id, "receiveCount": self.receive_count, "deadLetter": letter,
+            }),
+            Err(why) => {
+                let body = match serde_json::from_str::<serde_json::Value>(&self.body) {
+                    Ok(mut body) => {
+                        redact_tokens(&mut body);
+                        body.to_string()
+                    }
+                    Err(_) if self.body.contains("taskToken") => REDACTED.to_owned(),
+                    Err(_) => self.body.clone(),
+                };
+                serde_json::json!({
+                    "messageId": self.message_id, "receiveCount": self.receive_count, "unreadable": why, "body": body,
+                })
+            }
+        };
+        redact_tokens(&mut json);
+        json
+    }
+}
+
+/// What stands for a task token in what operators see.
+pub const REDACTED: &str = "<redacted>";
+
+/// A task token lets whoever holds it answer for a Step Functions task: never shown.
+fn redact_tokens(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                if name == "taskToken" {
+                    *field = REDACTED.into();
+                } else {
+                    redact_tokens(field);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_tokens),
+        _ => {}
     }
 }
 
@@ -173,4 +223,131 @@ where
 /// The queue failed.
 pub async fn purge(dlq: &dyn Queue) -> Result<u64, QueueError> {
     dlq.purge().await
+}
+
+/// How a redriven job starts again.
+#[derive(Clone, Debug)]
+pub enum Restart {
+    /// The embedded engine restarts the same job from its first attempt, history kept.
+    Same(EmbeddedEngine),
+    /// A finished Step Functions execution cannot restart: a fresh job takes the letter over.
+    Fresh(Arc<dyn Orchestrator>),
+}
+
+/// A job taken off the dead-letter queue and started again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Redriven {
+    /// The dead-lettered job.
+    pub job_id: String,
+    /// Its source bucket.
+    pub source_bucket: String,
+    /// Its source key.
+    pub source_key: String,
+    /// The fresh job that took it over, when the same job could not restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continues_as: Option<String>,
+}
+
+/// The dead-letter queue and how its jobs start again: what operators work with.
+#[derive(Clone, Debug)]
+pub struct DeadLetters {
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// How a redriven job starts again.
+    pub restart: Restart,
+}
+
+impl DeadLetters {
+    /// Every entry, untouched, and how many others are in flight elsewhere.
+    ///
+    /// # Errors
+    /// The queue failed.
+    pub async fn survey(&self) -> Result<Survey, EngineError> {
+        survey(self.queue.as_ref()).await
+    }
+
+    /// Starts again the jobs `ids` name (every readable entry when `ids` is empty) and takes
+    /// them off the queue.
+    ///
+    /// # Errors
+    /// The queue or a restart failed; what was redriven before stays redriven.
+    pub async fn redrive(&self, ids: &[String]) -> Result<Vec<Redriven>, EngineError> {
+        let fresh_ids = Mutex::new(Vec::new());
+        let jobs = redrive(self.queue.as_ref(), ids, |job| async {
+            match &self.restart {
+                Restart::Same(engine) => engine.redrive(job).await,
+                Restart::Fresh(orchestrator) => {
+                    let fresh = Job::new(job.source_bucket, job.source_key, job.destination_bucket, job.renditions);
+                    let fresh_id = fresh.job_id.clone();
+                    orchestrator.start(fresh).await?;
+                    fresh_ids.lock().unwrap_or_else(PoisonError::into_inner).push((job.job_id, fresh_id));
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        let fresh_ids = fresh_ids.into_inner().unwrap_or_else(PoisonError::into_inner);
+        Ok(jobs
+            .into_iter()
+            .map(|job| Redriven {
+                continues_as: fresh_ids.iter().find(|(old, _)| *old == job.job_id).map(|(_, new)| new.clone()),
+                job_id: job.job_id,
+                source_bucket: job.source_bucket,
+                source_key: job.source_key,
+            })
+            .collect())
+    }
+
+    /// Deletes every entry; returns how many.
+    ///
+    /// # Errors
+    /// The queue failed.
+    pub async fn purge(&self) -> Result<u64, QueueError> {
+        purge(self.queue.as_ref()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::error::JobError;
+    use protocol::job::{JobRecord, JobState};
+
+    #[test]
+    fn task_tokens_are_never_printed() {
+        let record = JobRecord {
+            job_id: "j1".into(),
+            state: JobState::DeadLetter,
+            attempts: 3,
+            source_bucket: "original".into(),
+            source_key: "a.jpg".into(),
+            destination_bucket: "resized".into(),
+            renditions: vec![protocol::Rendition::thumbnail()],
+            created_at: String::new(),
+            updated_at: String::new(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: Some(JobError::permanent("CorruptImage", "bad")),
+            history: Vec::new(),
+        };
+        let mut letter = DeadLetter::from_record(&record);
+        letter.job.task_token = Some("SECRET-TOKEN".into());
+        let body = serde_json::to_string(&letter.job).expect("json");
+        let items = [
+            DlqItem { message_id: "m1".into(), body: body.clone(), letter: Ok(letter), receive_count: 1 },
+            DlqItem { message_id: "m2".into(), body, letter: Err("unknown version".into()), receive_count: 1 },
+            DlqItem {
+                message_id: "m3".into(),
+                body: r#"{"taskToken":"SECRET-TOKEN","#.into(),
+                letter: Err("not JSON".into()),
+                receive_count: 1,
+            },
+        ];
+        for item in &items {
+            let shown = serde_json::to_string_pretty(&item.to_json()).expect("json");
+            assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
+            assert!(shown.contains(REDACTED), "{shown}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: `POST /process`, `GET /jobs/{id}`, `GET /jobs`, `GET /healthz`,
-//! `GET /metrics`, and its OpenAPI description at `GET /openapi.json`, generated from these
+//! `GET /metrics`, the dead-letter queue (`GET /dlq`; `POST /dlq/redrive` and `DELETE /dlq`
+//! for operators), and its OpenAPI description at `GET /openapi.json`, generated from these
 //! handlers and the types they answer with ([`ApiDoc`]). Every error is JSON
 //! `{"error":{"code","message"}}`. With API keys configured, every route but `/healthz` and
 //! `/openapi.json` needs a key of the route's scope ([`crate::auth`]).
@@ -14,9 +15,10 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use orchestrator::dead_letter::{DeadLetters, DlqItem, Redriven};
 use pipeline_core::queue::Queue;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Output;
@@ -53,6 +55,8 @@ pub struct ApiState {
     pub keys: Option<Arc<ApiKeys>>,
     /// The caps on requests in flight and waiting, and their permits.
     pub load: Arc<Load>,
+    /// The dead-letter queue the `/dlq` routes operate, if this API has one.
+    pub dead_letters: Option<DeadLetters>,
 }
 
 impl ApiState {
@@ -65,7 +69,15 @@ impl ApiState {
             shutdown: CancellationToken::new(),
             keys: None,
             load: Arc::new(Load::new(ApiLimits::default())),
+            dead_letters: None,
         }
+    }
+
+    /// Serves `/dlq` on `dead_letters`.
+    #[must_use]
+    pub fn with_dead_letters(mut self, dead_letters: DeadLetters) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
     }
 
     /// Serves within `limits` rather than the defaults.
@@ -97,9 +109,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
         .route("/metrics", get(metrics))
+        .route("/dlq", get(list_dead_letters))
         .route_layer(needs(Scope::Read));
     let submit = Router::new().route("/process", post(process)).route_layer(needs(Scope::Submit));
+    let operate = Router::new()
+        .route("/dlq/redrive", post(redrive_dead_letters))
+        .route("/dlq", delete(purge_dead_letters))
+        .route_layer(needs(Scope::Operator));
     read.merge(submit)
+        .merge(operate)
         .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
@@ -116,9 +134,13 @@ pub fn router(state: ApiState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "imgpipe", description = "Resizes, orients and strips images: one job per source image."),
-    paths(process, get_job, list_jobs, metrics, healthz),
+    paths(process, get_job, list_jobs, list_dead_letters, redrive_dead_letters, purge_dead_letters, metrics, healthz),
     modifiers(&KeySchemes),
-    tags((name = "jobs", description = "Start jobs and follow them"), (name = "operations", description = "Health and metrics"))
+    tags(
+        (name = "jobs", description = "Start jobs and follow them"),
+        (name = "dead letters", description = "Failed jobs: list them; redrive or purge them (operator keys)"),
+        (name = "operations", description = "Health and metrics"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -438,6 +460,121 @@ async fn list_jobs(
     };
     let jobs = state.intake.orchestrator.list(limit).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(JobList { jobs: jobs.into_iter().map(public_record).collect() }).into_response())
+}
+
+/// `GET /dlq`'s body.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqListing {
+    /// Each entry: `messageId`, `receiveCount`, and its `deadLetter` (the job, its error, its
+    /// history) or, for a body that cannot be read, `unreadable` and the `body`. Task tokens
+    /// are redacted.
+    #[schema(value_type = Vec<Object>)]
+    pub entries: Vec<serde_json::Value>,
+    /// Entries being read or redriven elsewhere when the listing ended: not listed, not lost.
+    pub in_flight_elsewhere: u64,
+}
+
+/// `POST /dlq/redrive`'s body: the jobs to start again, or all of them.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Job ids or message ids.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Every readable entry (and no `ids`).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /dlq/redrive`'s answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RedriveResult {
+    /// The jobs started again and taken off the queue.
+    pub redriven: Vec<Redriven>,
+    /// Ids asked for that are not on the queue (or not readable).
+    pub missing: Vec<String>,
+}
+
+/// `DELETE /dlq`'s answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Purged {
+    /// Entries deleted.
+    pub purged: u64,
+}
+
+fn dead_letters(state: &ApiState) -> Result<&DeadLetters, ApiError> {
+    state
+        .dead_letters
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("NoDeadLetterQueue", "this API operates no dead-letter queue"))
+}
+
+/// The dead-letter queue: every failed job with its reason, untouched.
+#[utoipa::path(
+    get, path = "/dlq", tag = "dead letters",
+    responses(
+        (status = 200, description = "The entries", body = DlqListing),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 404, description = "This API operates no dead-letter queue", body = ErrorBody),
+        (status = 503, description = "A cap is reached or the queue failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+async fn list_dead_letters(State(state): State<ApiState>) -> Result<Json<DlqListing>, ApiError> {
+    let survey = dead_letters(&state)?.survey().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(DlqListing {
+        entries: survey.items.iter().map(DlqItem::to_json).collect(),
+        in_flight_elsewhere: survey.in_flight_elsewhere,
+    }))
+}
+
+/// Starts failed jobs again from their first attempt (history kept) and takes them off the queue.
+#[utoipa::path(
+    post, path = "/dlq/redrive", tag = "dead letters",
+    request_body = RedriveRequest,
+    responses(
+        (status = 200, description = "What was redriven, and which ids were not found", body = RedriveResult),
+        (status = 400, description = "Neither `ids` nor `all`, or both, or a malformed body", body = ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 403, description = "A key without the `operator` scope", body = ErrorBody),
+        (status = 404, description = "This API operates no dead-letter queue", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 503, description = "A cap is reached or the queue failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+async fn redrive_dead_letters(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RedriveResult>, ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), "InvalidBody", e.body_text()))?;
+    let request: RedriveRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("InvalidRequest", e.to_string()))?;
+    if request.ids.is_empty() != request.all {
+        return Err(ApiError::bad_request("InvalidRequest", "name the jobs to redrive in `ids`, or send `all: true`"));
+    }
+    let redriven =
+        dead_letters(&state)?.redrive(&request.ids).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let missing = request.ids.into_iter().filter(|id| !redriven.iter().any(|r| &r.job_id == id)).collect();
+    Ok(Json(RedriveResult { redriven, missing }))
+}
+
+/// Deletes every entry of the dead-letter queue.
+#[utoipa::path(
+    delete, path = "/dlq", tag = "dead letters",
+    responses(
+        (status = 200, description = "How many entries were deleted", body = Purged),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 403, description = "A key without the `operator` scope", body = ErrorBody),
+        (status = 404, description = "This API operates no dead-letter queue", body = ErrorBody),
+        (status = 503, description = "A cap is reached or the queue failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+async fn purge_dead_letters(State(state): State<ApiState>) -> Result<Json<Purged>, ApiError> {
+    let purged = dead_letters(&state)?.purge().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(Purged { purged }))
 }
 
 /// Prometheus metrics: jobs accepted, queue depth by state.

@@ -412,3 +412,84 @@ async fn the_openapi_description_is_open_and_agrees_with_the_code() {
     assert_eq!(call(&app.router, get("/jobs?limit=1001")).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(call(&app.router, get("/jobs?limit=1000")).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_dead_letter_queue_is_read_with_a_read_key_and_operated_only_with_an_operator_key() {
+    use orchestrator::dead_letter::{DeadLetters, Restart};
+    use pipeline_core::queue::Queue;
+    use pipeline_core::queue::sqlite::SqliteQueue;
+    use protocol::dead_letter::DeadLetter;
+
+    let dir = TempDir::new().expect("dir");
+    let db = pipeline_core::sqlite::Db::open(&dir.path().join("q.db")).expect("db");
+    let dlq: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&db, "dlq").expect("dlq"));
+    let jobs = Arc::new(Jobs::default());
+    let failed = |id: &str| {
+        let record = JobRecord {
+            job_id: id.into(),
+            state: JobState::Fail,
+            attempts: 1,
+            source_bucket: "original".into(),
+            source_key: format!("{id}.jpg"),
+            destination_bucket: "resized".into(),
+            renditions: vec![protocol::Rendition::thumbnail()],
+            created_at: String::new(),
+            updated_at: String::new(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: Some(protocol::JobError::permanent("NotAnImage", "not an image")),
+            history: Vec::new(),
+        };
+        let mut letter = DeadLetter::from_record(&record);
+        letter.job.task_token = Some("SECRET-TOKEN".into());
+        letter.to_json()
+    };
+    for id in ["j1", "j2"] {
+        dlq.send(&failed(id), Duration::ZERO).await.expect("send");
+    }
+    let dead_letters =
+        DeadLetters { queue: Arc::clone(&dlq), restart: Restart::Fresh(Arc::clone(&jobs) as Arc<dyn Orchestrator>) };
+    let mut keys = ApiKeys::none();
+    keys.add_list("read:read-key-1,submit:submit-key-2,operator:operator-key-3").expect("keys");
+    let app = app_with(|state| state.with_keys(keys).with_dead_letters(dead_letters));
+    let request = |method: &str, uri: &str, key: &str, body: &str| {
+        with_key(Request::builder().method(method).uri(uri).body(Body::from(body.to_owned())).expect("request"), key)
+    };
+
+    let (status, listing) = call(&app.router, request("GET", "/dlq", "read-key-1", "")).await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    let entries = listing["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "{listing}");
+    assert_eq!(entries[0]["deadLetter"]["error"]["code"], "NotAnImage", "{listing}");
+    assert!(!listing.to_string().contains("SECRET-TOKEN"), "task tokens are redacted: {listing}");
+
+    // Redrive and purge need the operator scope.
+    for key in ["read-key-1", "submit-key-2"] {
+        let (status, body) = call(&app.router, request("POST", "/dlq/redrive", key, r#"{"all":true}"#)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("InsufficientScope")),
+            "{body}"
+        );
+        assert_eq!(call(&app.router, request("DELETE", "/dlq", key, "")).await.0, StatusCode::FORBIDDEN);
+    }
+    assert!(jobs.0.lock().expect("lock").is_empty(), "nothing was restarted");
+    for bad in ["{}", r#"{"ids":["j1"],"all":true}"#, r#"{"ids":"j1"}"#, r#"{"everything":true}"#] {
+        let (status, body) = call(&app.router, request("POST", "/dlq/redrive", "operator-key-3", bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    let (status, body) =
+        call(&app.router, request("POST", "/dlq/redrive", "operator-key-3", r#"{"ids":["j1","nope"]}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["missing"], serde_json::json!(["nope"]), "{body}");
+    let fresh = body["redriven"][0]["continuesAs"].as_str().expect("a fresh job takes j1 over");
+    assert_eq!(jobs.0.lock().expect("lock").iter().map(|r| r.job_id.clone()).collect::<Vec<_>>(), [fresh]);
+    let (_, listing) = call(&app.router, request("GET", "/dlq", "read-key-1", "")).await;
+    assert_eq!(listing["entries"].as_array().map(Vec::len), Some(1), "j1 left the queue: {listing}");
+
+    let (status, body) = call(&app.router, request("DELETE", "/dlq", "operator-key-3", "")).await;
+    assert_eq!((status, &body["purged"]), (StatusCode::OK, &serde_json::json!(1)), "{body}");
+    let (_, listing) = call(&app.router, request("GET", "/dlq", "read-key-1", "")).await;
+    assert_eq!(listing["entries"], serde_json::json!([]));
+}

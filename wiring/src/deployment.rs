@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use orchestrator::EmbeddedEngine;
+use orchestrator::dead_letter::{DeadLetters, Restart};
 use pipeline_aws::sfn::SfnOrchestrator;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
@@ -76,6 +77,16 @@ impl Deployment {
     /// The folder store, when buckets are local.
     pub fn local_blobs(&self) -> Option<&Arc<LocalBlobStore>> {
         self.backends.local_blobs.as_ref()
+    }
+
+    /// The dead-letter queue and how its jobs start again: the embedded engine restarts the
+    /// same job; with Step Functions a fresh job takes each letter over.
+    pub fn dead_letters(&self) -> DeadLetters {
+        let restart = match &self.engine {
+            Some(engine) => Restart::Same(engine.clone()),
+            None => Restart::Fresh(Arc::clone(&self.orchestrator)),
+        };
+        DeadLetters { queue: Arc::clone(&self.backends.dead_letters), restart }
     }
 
     /// The embedded engine.
