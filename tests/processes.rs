@@ -143,3 +143,36 @@ async fn three_worker_processes_share_one_queue_and_do_each_job_once() {
     assert_eq!(thumbs, want);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_replaced_while_its_job_waits_ends_that_job_and_only_the_new_version_is_written() {
+    let s = server_without_workers().await;
+    s.drop_file("original", "a.jpg", MYPHOTO);
+    let (status, body) = s.post_process("", &seed_request("a.jpg")).await;
+    assert_eq!(status, 202, "{body}");
+    let old_id = body["jobId"].as_str().expect("jobId").to_owned();
+    // Replaced before any worker took the job: a 300×200 image under the same key.
+    s.drop_file("original", "a.jpg", &gradient_png(300, 200));
+    let (status, body) = s.post_process("", &seed_request("a.jpg")).await;
+    assert_eq!(status, 202, "{body}");
+    let new_id = body["jobId"].as_str().expect("jobId").to_owned();
+    assert_ne!(old_id, new_id, "a new version is a new job");
+
+    let mut worker = spawn_worker(s.data_dir(), &[]);
+    let old = s.wait_job(&old_id, SECS_60).await;
+    let new = s.wait_job(&new_id, SECS_60).await;
+    worker.kill().expect("stop");
+    worker.wait().expect("reaped");
+    let error = old.error.expect("the old job failed");
+    assert_eq!(
+        (old.state, error.code.as_str(), old.attempts),
+        (JobState::Fail, "SourceChanged", 1),
+        "{}",
+        error.message
+    );
+    assert!(old.outputs.is_empty());
+    assert_eq!(new.state, JobState::Success);
+    let thumb = std::fs::read(s.bucket_file("resized", "resized/a_thumbnail.jpg")).expect("thumb");
+    assert_eq!(jpeg_dimensions(&thumb), Some((300, 200)), "the outputs are the new version's");
+    s.stop().await;
+}

@@ -77,7 +77,14 @@ fn advance(
         Err(ignored) => return Ok(Err(ignored)),
     };
     let mut job = match (row, new_job) {
-        (Some(row), _) => row.job,
+        (Some(row), _) => {
+            let mut job = row.job;
+            // A redrive processes the source as it is now: fixing it is what redrives are for.
+            if matches!(event, Event::Redriven) && job.source_version.take().is_some() {
+                store::set_job(tx, &job)?;
+            }
+            job
+        }
         (None, Some(job)) => {
             store::insert(tx, job, now)?;
             job.clone()
@@ -144,16 +151,16 @@ impl EmbeddedEngine {
         outputs: Option<(Vec<Output>, Option<SourceMetadata>)>,
     ) -> Result<Result<(Transition, Job), Ignored>, EngineError> {
         let (policy, now) = (self.policy, self.clock.now_ms());
-        let stepped = self
-            .db
-            .call(move |conn| -> Result<_, EngineError> {
-                let tx = immediate(conn)?;
-                let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
-                let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now)?;
-                tx.commit().map_err(DbError::from)?;
-                Ok(stepped)
-            })
-            .await?;
+        // A job accepted (or redriven) is on disk before anyone is told so, power loss or not.
+        let durable = new_job.is_some();
+        let step = move |conn: &mut rusqlite::Connection| -> Result<_, EngineError> {
+            let tx = immediate(conn)?;
+            let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
+            let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now)?;
+            tx.commit().map_err(DbError::from)?;
+            Ok(stepped)
+        };
+        let stepped = if durable { self.db.call_durable(step).await? } else { self.db.call(step).await? };
         if let Ok((transition, job)) = &stepped {
             if transition.to.state.is_terminal() {
                 // No receiver is not an error: nobody waits.
@@ -273,6 +280,7 @@ impl EmbeddedEngine {
         let mut fresh = job;
         fresh.attempt = 1;
         fresh.task_token = None;
+        fresh.source_version = None;
         self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
         Ok(())
     }

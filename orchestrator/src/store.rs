@@ -97,6 +97,13 @@ pub(crate) fn set_outputs(
     Ok(())
 }
 
+/// Replaces the stored job message (its attempts are sent from it).
+pub fn set_job(conn: &Connection, job: &Job) -> Result<(), DbError> {
+    let json = serde_json::to_string(job).map_err(json_err)?;
+    conn.execute("UPDATE jobs SET job_json = ?2 WHERE job_id = ?1", params![job.job_id, json])?;
+    Ok(())
+}
+
 fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry) -> Result<(), DbError> {
     let json = serde_json::to_string(entry).map_err(json_err)?;
     conn.execute(

@@ -49,6 +49,30 @@ impl Db {
         Ok(Self { conn: Arc::new(Mutex::new(conn)), changed: Arc::new(tokio::sync::Notify::new()) })
     }
 
+    /// [`Db::call`] with every commit of `f` flushed to disk before it returns
+    /// (`synchronous=FULL`): for what must survive a power loss once acknowledged, such as an
+    /// accepted job. Other writes keep `NORMAL`, which WAL makes safe against a crash of the
+    /// process but may lose the last commits on a power loss.
+    ///
+    /// # Errors
+    /// As [`Db::call`].
+    pub async fn call_durable<T, E>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.call(move |conn| {
+            conn.pragma_update(None, "synchronous", "FULL").map_err(|e| E::from(e.into()))?;
+            let result = f(conn);
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| E::from(e.into()))?;
+            result
+        })
+        .await
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     ///
     /// # Errors

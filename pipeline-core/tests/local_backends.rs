@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use pipeline_core::conformance;
 use pipeline_core::queue::Queue;
@@ -117,4 +118,36 @@ async fn one_receive_never_delivers_a_message_twice() {
     let got = q.receive(10, std::time::Duration::ZERO, std::time::Duration::ZERO).await.expect("receive");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].receive_count, 1);
+}
+
+#[tokio::test]
+async fn temp_files_a_crash_left_are_swept_but_young_ones_are_left_to_their_writer() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = LocalBlobStore::new(dir.path());
+    store.put("bucket", "k.jpg", bytes::Bytes::from_static(b"x"), &Default::default()).await.expect("put");
+    let tmp = dir.path().join("tmp");
+    std::fs::write(tmp.join("old"), b"half an object").expect("old");
+    std::fs::write(tmp.join("young"), b"being written").expect("young");
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(tmp.join("old"))
+        .expect("open")
+        .set_modified(two_hours_ago)
+        .expect("mtime");
+    assert_eq!(store.sweep_temp(std::time::Duration::from_secs(3600)), 1);
+    assert!(!tmp.join("old").exists() && tmp.join("young").exists());
+    assert_eq!(store.get("bucket", "k.jpg", 10).await.expect("objects untouched").body.as_ref(), b"x");
+}
+
+#[tokio::test]
+async fn durable_calls_flush_each_commit_and_leave_the_others_as_they_were() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = db(&dir);
+    let level = |conn: &mut rusqlite::Connection| -> Result<i64, pipeline_core::sqlite::DbError> {
+        Ok(conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    };
+    // 2 is FULL (fsync at every commit), 1 NORMAL.
+    assert_eq!(db.call_durable(level).await.expect("durable"), 2);
+    assert_eq!(db.call(level).await.expect("plain"), 1);
 }

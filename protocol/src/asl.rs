@@ -87,6 +87,7 @@ pub fn definition(options: &AslOptions) -> Result<Value, String> {
                     "jobId.$": "$.jobId",
                     "sourceBucket.$": "$.sourceBucket",
                     "sourceKey.$": "$.sourceKey",
+                    "sourceVersion.$": "$.sourceVersion",
                     "destinationBucket.$": "$.destinationBucket",
                     "renditions.$": "$.renditions",
                     "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
@@ -128,6 +129,20 @@ pub fn definition(options: &AslOptions) -> Result<Value, String> {
                 }
             },
             "ResultPath": null,
+            // SQS throttling or an outage must not lose the letter: a minute of tries; past
+            // that the execution still fails, its history naming why, and the template's
+            // alarm on executions that failed without a dead letter fires.
+            "Retry": [{
+                "ErrorEquals": ["States.ALL"],
+                "IntervalSeconds": 1,
+                "BackoffRate": 2.0,
+                "MaxAttempts": 6,
+                "MaxDelaySeconds": 20,
+                "JitterStrategy": "FULL"
+            }],
+            "Catch": [
+                { "ErrorEquals": ["States.ALL"], "ResultPath": "$.deadLetterError", "Next": "Fail" }
+            ],
             "Next": "Fail"
         },
         "Fail": { "Type": "Fail", "Error": "ImageProcessingFailed", "Cause": "the job was dead-lettered" }

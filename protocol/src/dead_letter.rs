@@ -23,11 +23,27 @@ pub struct DeadLetter {
     pub error: JobError,
     /// Attempts made.
     pub attempts: u32,
-    /// Every step, oldest first (empty for a message the queue moved on its own).
+    /// Every step, oldest first (empty for a message the queue moved on its own), less the
+    /// `history_trimmed` ones left out to fit the queue's message size.
     pub history: Vec<HistoryEntry>,
+    /// Steps left out of `history` after the first, to fit [`MAX_DEAD_LETTER_BYTES`]; the job
+    /// store (or the execution) keeps them all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_trimmed: u32,
     /// When it was dead-lettered, RFC 3339 UTC.
     pub dead_lettered_at: String,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The largest dead-letter body sent: SQS takes 256 KiB a message, and a job redriven many
+/// times carries a long history.
+pub const MAX_DEAD_LETTER_BYTES: usize = 240 * 1024;
+
+/// The longest error message a dead letter carries whole.
+const MAX_ERROR_MESSAGE_BYTES: usize = 8 * 1024;
 
 impl DeadLetter {
     /// The dead letter for a job record in `DeadLetter`.
@@ -37,6 +53,8 @@ impl DeadLetter {
             job_id: record.job_id.clone(),
             source_bucket: record.source_bucket.clone(),
             source_key: record.source_key.clone(),
+            // A redrive processes the source as it is then.
+            source_version: None,
             destination_bucket: record.destination_bucket.clone(),
             renditions: record.renditions.clone(),
             attempt: record.attempts,
@@ -49,6 +67,7 @@ impl DeadLetter {
             error,
             attempts: record.attempts,
             history: record.history.clone(),
+            history_trimmed: 0,
             dead_lettered_at: rfc3339(now_ms()),
         }
     }
@@ -75,6 +94,7 @@ impl DeadLetter {
             ),
             job,
             history: Vec::new(),
+            history_trimmed: 0,
             dead_lettered_at: String::new(),
         })
     }
@@ -113,13 +133,40 @@ impl DeadLetter {
             error,
             job,
             history: Vec::new(),
+            history_trimmed: 0,
             dead_lettered_at: v["enteredAt"].as_str().unwrap_or_default().to_owned(),
         }))
     }
 
-    /// The message body.
+    /// The message body, at most [`MAX_DEAD_LETTER_BYTES`]: past it, the error message is cut
+    /// to 8 KiB and history steps after the first are left out, oldest first, so the letter
+    /// still says what the job was, why it failed and how it ended.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        let body = serde_json::to_string(self).unwrap_or_default();
+        if body.len() <= MAX_DEAD_LETTER_BYTES {
+            return body;
+        }
+        let mut letter = self.clone();
+        if letter.error.message.len() > MAX_ERROR_MESSAGE_BYTES {
+            let mut end = MAX_ERROR_MESSAGE_BYTES;
+            while !letter.error.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            letter.error.message.truncate(end);
+            letter.error.message.push_str(" [cut]");
+        }
+        loop {
+            let body = serde_json::to_string(&letter).unwrap_or_default();
+            if body.len() <= MAX_DEAD_LETTER_BYTES || letter.history.len() <= 1 {
+                return body;
+            }
+            // Leave out what the excess is worth in average steps, at least one, after the first.
+            let per_step = body.len() / letter.history.len();
+            let excess = body.len() - MAX_DEAD_LETTER_BYTES;
+            let n = (excess / per_step.max(1) + 1).min(letter.history.len() - 1);
+            letter.history.drain(1..=n);
+            letter.history_trimmed += u32::try_from(n).unwrap_or(u32::MAX);
+        }
     }
 }
 
@@ -164,5 +211,47 @@ mod tests {
         assert_eq!(moved.error.code, "MaxReceiveCountExceeded");
         let letter = DeadLetter { error: JobError::permanent("NotAnImage", "text"), ..moved };
         assert_eq!(DeadLetter::parse(&letter.to_json(), 1).expect("a dead letter"), letter);
+    }
+
+    #[test]
+    fn a_letter_too_large_for_the_queue_keeps_its_job_reason_first_and_last_steps() {
+        let step = |i: u32| HistoryEntry {
+            at: format!("2026-01-01T00:00:{:02}.000Z", i % 60),
+            state: crate::job::JobState::Retry,
+            attempt: i,
+            error: Some(JobError::retryable("Throttled", "x".repeat(120))),
+            delay_ms: Some(1000),
+            ceiling_ms: None,
+            note: Some(format!("step {i}")),
+        };
+        let record = JobRecord {
+            job_id: "j".into(),
+            state: crate::job::JobState::DeadLetter,
+            attempts: 4,
+            source_bucket: "o".into(),
+            source_key: "a.jpg".into(),
+            destination_bucket: "r".into(),
+            renditions: vec![crate::Rendition::thumbnail()],
+            created_at: String::new(),
+            updated_at: String::new(),
+            outputs: Vec::new(),
+            metadata: None,
+            error: Some(JobError::permanent("CorruptImage", "é".repeat(100_000))),
+            history: (0..3000).map(step).collect(),
+        };
+        let letter = DeadLetter::from_record(&record);
+        assert!(serde_json::to_string(&letter).expect("json").len() > 300 << 10, "the test's letter is oversized");
+        let body = letter.to_json();
+        assert!(body.len() <= MAX_DEAD_LETTER_BYTES, "{} bytes", body.len());
+        let back = DeadLetter::parse(&body, 1).expect("reads back");
+        assert_eq!((back.job, back.error.code.as_str()), (letter.job.clone(), "CorruptImage"));
+        assert!(back.error.message.ends_with("[cut]") && back.error.message.len() < 9 << 10);
+        assert_eq!(back.history.first(), letter.history.first(), "the first step stays");
+        assert_eq!(back.history.last(), letter.history.last(), "the last step stays");
+        assert_eq!(back.history.len() + back.history_trimmed as usize, 3000, "the count of the rest is kept");
+        // A letter that fits is sent whole.
+        let small = DeadLetter { history: letter.history[..3].to_vec(), ..letter };
+        let small = DeadLetter { error: JobError::permanent("CorruptImage", "bad"), ..small };
+        assert_eq!(DeadLetter::parse(&small.to_json(), 1).expect("reads"), small);
     }
 }

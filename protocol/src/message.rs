@@ -36,6 +36,13 @@ pub struct Job {
     pub source_bucket: String,
     /// Key of the original.
     pub source_key: String,
+    /// The version of the original this job is for (S3 ETag; size and mtime locally), when
+    /// intake saw one: a worker that finds another version there fails the job as
+    /// `SourceChanged` rather than write outputs of a version it was not asked for (the
+    /// newer version has its own job). Always written, `null` when absent, so the state
+    /// machine can pass it on.
+    #[serde(default)]
+    pub source_version: Option<String>,
     /// Bucket the renditions are written to.
     pub destination_bucket: String,
     /// What to produce.
@@ -60,6 +67,7 @@ impl Job {
             job_id: uuid::Uuid::now_v7().to_string(),
             source_bucket: source_bucket.into(),
             source_key: source_key.into(),
+            source_version: None,
             destination_bucket: destination_bucket.into(),
             renditions,
             attempt: 1,
@@ -87,6 +95,7 @@ impl Job {
             job.renditions
         ]);
         job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.to_string().as_bytes()).to_string();
+        job.source_version = Some(source_version.to_owned());
         job
     }
 

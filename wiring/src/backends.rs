@@ -73,6 +73,10 @@ impl Backends {
     ) -> anyhow::Result<Backends> {
         let aws = if args.uses_aws() { Some(AwsBackends::from_env().await) } else { None };
         let local = Arc::new(LocalBlobStore::new(data_dir));
+        let swept = local.sweep_temp(std::time::Duration::from_secs(3600));
+        if swept > 0 {
+            tracing::info!(files = swept, "removed temp files an earlier crash left behind");
+        }
         let (blobs, local_blobs): (Arc<dyn BlobStore>, _) = match &aws {
             Some(aws) if args.blob_store == BlobStoreKind::S3 => (aws.blob_store(), None),
             _ => (local.clone(), Some(local)),

@@ -43,11 +43,18 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     deps.faults.before_attempt(job).await?;
 
     let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
+    // The version read comes with the bytes read (one S3 response, one open file).
+    same_version(job, source.meta.version.as_deref())?;
     let (renditions, limits, budget) = (job.renditions.clone(), deps.limits, deps.budget.clone());
     let rendered =
         tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &limits, &budget))
             .await
             .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
+
+    // Replaced while it rendered: the newer version's job may already have written its outputs.
+    if job.source_version.is_some() {
+        same_version(job, deps.blobs.head(&job.source_bucket, &job.source_key).await?.version.as_deref())?;
+    }
 
     let metadata = rendered.metadata;
     let mut outputs = Vec::with_capacity(rendered.outputs.len());
@@ -73,4 +80,25 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
     deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
     Ok(Processed { outputs, metadata })
+}
+
+/// Whether `found` is the version of the source `job` names (any, when it names none).
+///
+/// # Errors
+/// A permanent `SourceChanged`: the outputs would be of a version the job was not asked for,
+/// and the newer version has its own job.
+fn same_version(job: &Job, found: Option<&str>) -> Result<(), JobError> {
+    match &job.source_version {
+        Some(wanted) if found != Some(wanted.as_str()) => Err(JobError::permanent(
+            "SourceChanged",
+            format!(
+                "{}/{} was replaced after this job started (version {wanted}, now {}); the job for the new version \
+                 writes the outputs",
+                job.source_bucket,
+                job.source_key,
+                found.unwrap_or("gone")
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

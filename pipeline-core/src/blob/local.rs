@@ -183,7 +183,25 @@ impl LocalBlobStore {
         std::io::Write::write_all(&mut tmp, body).map_err(|e| io_err(TMP, tmp.path(), e))?;
         tmp.as_file().sync_data().map_err(|e| io_err(TMP, tmp.path(), e))?;
         tmp.persist(dest).map_err(|e| collision_or_io(bucket, key, dest, e.error))?;
+        // The rename is durable once its folder is.
+        if let Some(parent) = dest.parent() {
+            std::fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(|e| io_err(obj(), parent, e))?;
+        }
         Ok(())
+    }
+
+    /// Removes temp files older than `age` from `tmp/`: writes a crash cut short, which no
+    /// reader ever saw. Younger ones may belong to another process writing now. Returns how
+    /// many were removed.
+    pub fn sweep_temp(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else { return 0 };
+        let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|m| m < cutoff))
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
     }
 
     fn delete_sync(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
