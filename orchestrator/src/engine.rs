@@ -289,25 +289,44 @@ impl EmbeddedEngine {
     pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!("orchestrator started");
         while !shutdown.is_cancelled() {
-            let wait = Duration::from_millis(500);
-            // Not raced against shutdown: what arrives is applied, nothing is left hidden.
-            let received = self.queues.reports.receive(10, wait, Duration::from_secs(30)).await;
-            match received {
-                Ok(messages) => {
-                    for m in messages {
-                        self.handle_report_message(&m.body, &m.receipt).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "receiving reports failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+            self.drain_reports(&shutdown).await;
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "orchestrator tick failed");
             }
         }
         tracing::info!("orchestrator stopped");
+    }
+
+    /// Applies the reports waiting, before the timers judge any attempt lost: after a pause
+    /// (a restart, a stall, a stopped process) the heartbeats and results of running jobs sit
+    /// in the queue, not yet in the store. Reads until a batch comes back short, or for at
+    /// most [`DRAIN_BUDGET`] so the timers still run under a flood.
+    async fn drain_reports(&self, shutdown: &CancellationToken) {
+        let until = tokio::time::Instant::now() + DRAIN_BUDGET;
+        let mut wait = Duration::from_millis(500);
+        loop {
+            // Not raced against shutdown: what arrives is applied, nothing is left hidden.
+            match self.queues.reports.receive(REPORT_BATCH, wait, Duration::from_secs(30)).await {
+                Ok(messages) => {
+                    let short = messages.len() < REPORT_BATCH;
+                    for m in messages {
+                        self.handle_report_message(&m.body, &m.receipt).await;
+                    }
+                    if short {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "receiving reports failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return;
+                }
+            }
+            if shutdown.is_cancelled() || tokio::time::Instant::now() >= until {
+                return;
+            }
+            wait = Duration::ZERO;
+        }
     }
 
     async fn handle_report_message(&self, body: &str, receipt: &str) {
@@ -337,6 +356,11 @@ impl EmbeddedEngine {
         }
     }
 }
+
+/// Reports read at a time (SQS's largest batch).
+const REPORT_BATCH: usize = 10;
+/// The longest the engine applies reports before it runs its timers.
+const DRAIN_BUDGET: Duration = Duration::from_secs(5);
 
 /// An [`Event`] that owns its error, to cross into the store's thread.
 #[derive(Clone, Debug)]

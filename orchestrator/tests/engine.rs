@@ -339,3 +339,49 @@ async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_o
     let survey = dead_letter::survey(r.dlq.as_ref()).await.expect("survey");
     assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (1, 1));
 }
+
+#[tokio::test]
+async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_lost() {
+    let r = rig(Policy::default());
+    let mut running = Vec::new();
+    for i in 0..13 {
+        let job = Job::new("original", format!("p{i}.jpg"), "resized", vec![Rendition::thumbnail()]);
+        r.engine.submit(job).await.expect("submit");
+        let job = take_job(r.jobs.as_ref()).await;
+        r.engine.apply_report(Report::new(&job, ReportKind::Heartbeat)).await.expect("first heartbeat");
+        running.push(job);
+    }
+    // The engine stalls past the heartbeat timeout while its workers carry on: twelve results
+    // and the last job's heartbeat wait in the queue, more than one read takes.
+    r.clock.advance(Policy::default().heartbeat_timeout + Duration::from_secs(1));
+    let reports = &r.engine.queues().reports;
+    let (last, done) = running.split_last().expect("jobs");
+    for job in done {
+        let report = Report::new(job, ReportKind::Succeeded { outputs: vec![output(job)], metadata: None });
+        reports.send(&report.to_json(), Duration::ZERO).await.expect("send");
+    }
+    reports.send(&Report::new(last, ReportKind::Heartbeat).to_json(), Duration::ZERO).await.expect("send");
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let engine = r.engine.clone();
+    let run = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { engine.run(shutdown).await }
+    });
+    for _ in 0..100 {
+        if reports.stats().await.expect("stats").visible == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    run.await.expect("engine loop");
+    for job in done {
+        let rec = r.engine.get(&job.job_id).await.expect("get").expect("record");
+        assert_eq!((rec.state, rec.attempts), (JobState::Success, 1), "{}: {:?}", job.job_id, states(&rec));
+    }
+    let rec = r.engine.get(&last.job_id).await.expect("get").expect("record");
+    assert_eq!((rec.state, rec.attempts), (JobState::ProcessImage, 1), "its heartbeat arrived: {:?}", states(&rec));
+    assert!(rec.history.iter().all(|h| h.error.is_none()), "never judged lost: {:?}", rec.history);
+}
