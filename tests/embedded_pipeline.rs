@@ -102,6 +102,18 @@ async fn a_half_written_file_is_not_picked_up_until_it_settles() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dated_in_the_future_is_picked_up_once_it_settles() {
+    let s = TestServer::start(test_options()).await;
+    let path = s.bucket_file("original", "future.jpg");
+    std::fs::write(&path, MYPHOTO).expect("write");
+    let next_year = std::time::SystemTime::now() + Duration::from_secs(365 * 24 * 3600);
+    std::fs::File::options().write(true).open(&path).expect("open").set_modified(next_year).expect("mtime");
+    let out_path = s.bucket_file("resized", "resized/future_thumbnail.jpg");
+    eventually(SECS_30, "the thumbnail of a file from the future", || async { std::fs::read(&out_path).ok() }).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and_redrive() {
     let mut options = test_options();
     options.watch_bucket = None;

@@ -125,7 +125,10 @@ impl FolderWatcher {
                     continue;
                 }
             };
-            let quiet = now.duration_since(settled_since.max(mtime)).unwrap_or_default();
+            // A time in the future (a skewed clock, an unpacked archive) says nothing of when the
+            // file was written: it settles by what the scans saw, instead of waiting for its date.
+            let written = if mtime > now { settled_since } else { settled_since.max(mtime) };
+            let quiet = now.duration_since(written).unwrap_or_default();
             if quiet < self.settle {
                 continue;
             }

@@ -14,9 +14,11 @@ use protocol::rendition::{output_key, sidecar_key, validate_list};
 use crate::faults::Faults;
 use crate::image::{self, Limits, MemoryBudget};
 
-/// The `Cache-Control` of outputs unless configured: keys are deterministic and a source
-/// version's outputs never change, so they may be cached for a year.
-pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// The `Cache-Control` of outputs unless configured. An output's key stays the same when its
+/// source is replaced, so it is not `immutable`: fresh for five minutes, then served stale for
+/// up to a day while a cache revalidates it (outputs carry an ETag), so a replaced image shows
+/// within minutes and a CDN still absorbs the load.
+pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=300, stale-while-revalidate=86400";
 
 /// What `process_job` needs, built once and lent to every job.
 #[derive(Clone, Debug)]
