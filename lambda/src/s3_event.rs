@@ -5,10 +5,11 @@
 //!   here keys under `resized/` in a bucket jobs write to are skipped, so renditions never
 //!   start jobs even if both buckets were one.
 //! - A record refused with a 4xx (not allowed, missing, bad key) is logged and skipped:
-//!   retrying cannot help. A 5xx (S3 or Step Functions failing) fails the invocation after
-//!   the other records were tried, so Lambda's asynchronous retries run it again. Records
-//!   that had succeeded are then started again as new jobs; S3 sends one record per event,
-//!   and outputs are deterministic, so that costs a duplicate run at worst.
+//!   retrying cannot help. A 5xx (S3 or Step Functions failing), or a record that cannot be
+//!   read at all (no bucket or key, a key that is not UTF-8), fails the invocation after the
+//!   other records were tried, so Lambda's asynchronous retries run it again and, past them,
+//!   the template's on-failure destination keeps the event for an operator. Records that had
+//!   succeeded are recognised when tried again: a job's id follows from its source's version.
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -52,9 +53,17 @@ impl S3EventHandler {
         let mut handled = Handled::default();
         let mut failures = Vec::new();
         for record in &event.records {
-            let Some(request) = self.request(record) else {
-                handled.skipped += 1;
-                continue;
+            let request = match self.request(record) {
+                Ok(Some(request)) => request,
+                Ok(None) => {
+                    handled.skipped += 1;
+                    continue;
+                }
+                Err(unreadable) => {
+                    tracing::error!(%unreadable, "a record that cannot be read; failing the invocation");
+                    failures.push(unreadable);
+                    continue;
+                }
             };
             let (bucket, key) = (request.source_bucket.clone(), request.source_key.clone());
             match self.intake.submit(request).await {
@@ -75,33 +84,34 @@ impl S3EventHandler {
         }
     }
 
-    /// The job request for `record`, or `None` when it names no new object of ours to process.
-    fn request(&self, record: &S3EventRecord) -> Option<ProcessRequest> {
+    /// The job request for `record`; `None` when it names no new object of ours to process.
+    ///
+    /// # Errors
+    /// A sentence saying why the record cannot be read.
+    fn request(&self, record: &S3EventRecord) -> Result<Option<ProcessRequest>, String> {
         let name = record.event_name.as_deref().unwrap_or_default();
         if !name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
             tracing::debug!(event = name, "ignoring an event that creates nothing");
-            return None;
+            return Ok(None);
         }
         let bucket = record.s3.bucket.name.as_deref().filter(|b| !b.is_empty());
         let raw_key = record.s3.object.key.as_deref().filter(|k| !k.is_empty());
         let (Some(bucket), Some(raw_key)) = (bucket, raw_key) else {
-            tracing::warn!(event = name, "ignoring a record without a bucket name or an object key");
-            return None;
+            return Err(format!("a {name} record without a bucket name or an object key"));
         };
         let Some(key) = form_decode(raw_key) else {
-            tracing::warn!(?bucket, key = ?raw_key, "ignoring a key that does not decode to UTF-8");
-            return None;
+            return Err(format!("{bucket}: the key {raw_key:?} does not decode to UTF-8"));
         };
         if self.intake.buckets.is_output(bucket, &key) {
             tracing::debug!(?key, "ignoring our own output");
-            return None;
+            return Ok(None);
         }
-        Some(ProcessRequest {
+        Ok(Some(ProcessRequest {
             source_bucket: bucket.to_owned(),
             source_key: key,
             destination_bucket: self.destination_bucket.clone(),
             renditions: None,
-        })
+        }))
     }
 }
 

@@ -52,3 +52,23 @@ async fn an_orchestrator_failure_fails_the_invocation() {
     assert_eq!(err.failed, 1, "{err}");
     assert!(err.first.contains("holiday photos/beach day.jpg"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unreadable_record_fails_the_invocation_after_the_others_are_started() {
+    let rig = Rig::new("lambda-s3-bad").await;
+    rig.put("holiday photos/beach day.jpg", PHOTO).await;
+    let mut event = event(&rig);
+    let mut bad = event.records[0].clone();
+    bad.s3.object.key = Some("%FF%FE.jpg".into());
+    event.records.insert(0, bad);
+    let handler = handler(&rig, rig.orchestrator.state_machine_arn());
+    let err = handler.handle(event.clone()).await.expect_err("kept for Lambda's retries and failure destination");
+    assert_eq!(err.failed, 1, "{err}");
+    assert!(err.first.contains("UTF-8"), "{err}");
+    // The good record was started all the same: once the bad one is gone, it is recognised.
+    event.records.remove(0);
+    let handled = handler.handle(event).await.expect("handled");
+    assert_eq!(handled.started.len(), 1, "{handled:?}");
+    let record = rig.orchestrator.get(&handled.started[0]).await.expect("get").expect("its execution");
+    assert_eq!(record.state, JobState::ProcessImage, "started by the first invocation, not a second job");
+}

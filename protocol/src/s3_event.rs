@@ -86,49 +86,80 @@ struct Object {
     sequencer: Option<String>,
 }
 
+/// What a notification message names, record by record.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The objects created (none for a test event, or events of other kinds).
+    pub created: Vec<ObjectCreated>,
+    /// Records that name an object creation but cannot be read (no bucket or key, a key
+    /// that is not UTF-8): the others are still handled.
+    pub refused: Vec<S3EventError>,
+}
+
+/// The objects created that a notification message names, and the records that cannot be
+/// read: one bad record does not cost the others.
+///
+/// # Errors
+/// [`S3EventError`] for a message that is not an S3 notification at all.
+pub fn parse_records(body: &str) -> Result<Parsed, S3EventError> {
+    let envelope: Envelope = serde_json::from_str(body)?;
+    if envelope.event.as_deref() == Some("s3:TestEvent") {
+        return Ok(Parsed::default());
+    }
+    if let (Some("Notification"), Some(inner)) = (envelope.sns_type.as_deref(), envelope.sns_message.as_deref()) {
+        return parse_records(inner);
+    }
+    let records = envelope.records.ok_or(S3EventError::NoRecords)?;
+    let mut parsed = Parsed::default();
+    for (index, record) in records.into_iter().enumerate() {
+        match read_record(index, record) {
+            Ok(Some(created)) => parsed.created.push(created),
+            Ok(None) => {}
+            Err(e) => parsed.refused.push(e),
+        }
+    }
+    Ok(parsed)
+}
+
 /// The objects created that a notification message names; empty for a test event or
 /// for events of other kinds (removals, restores).
 ///
 /// # Errors
-/// [`S3EventError`] for a message that is not an S3 notification or names no object.
+/// [`S3EventError`] for a message that is not an S3 notification, or any record of it
+/// that cannot be read.
 pub fn parse(body: &str) -> Result<Vec<ObjectCreated>, S3EventError> {
-    let envelope: Envelope = serde_json::from_str(body)?;
-    if envelope.event.as_deref() == Some("s3:TestEvent") {
-        return Ok(Vec::new());
+    let mut parsed = parse_records(body)?;
+    match parsed.refused.pop() {
+        Some(e) => Err(e),
+        None => Ok(parsed.created),
     }
-    if let (Some("Notification"), Some(inner)) = (envelope.sns_type.as_deref(), envelope.sns_message.as_deref()) {
-        return parse(inner);
+}
+
+/// One record: `None` for an event that creates nothing.
+fn read_record(index: usize, record: Record) -> Result<Option<ObjectCreated>, S3EventError> {
+    // Real S3 says `ObjectCreated:Put`; some senders keep the `s3:` prefix.
+    let name = record.event_name.strip_prefix("s3:").unwrap_or(&record.event_name);
+    if !name.starts_with("ObjectCreated:") {
+        return Ok(None);
     }
-    let records = envelope.records.ok_or(S3EventError::NoRecords)?;
-    let mut created = Vec::new();
-    for (index, record) in records.into_iter().enumerate() {
-        // Real S3 says `ObjectCreated:Put`; some senders keep the `s3:` prefix.
-        let name = record.event_name.strip_prefix("s3:").unwrap_or(&record.event_name);
-        if !name.starts_with("ObjectCreated:") {
-            continue;
-        }
-        let entity = record.s3.ok_or(S3EventError::MissingField { index, missing: "s3" })?;
-        let bucket = entity
-            .bucket
-            .and_then(|b| b.name)
-            .filter(|n| !n.is_empty())
-            .ok_or(S3EventError::MissingField { index, missing: "s3.bucket.name" })?;
-        let object = entity.object.ok_or(S3EventError::MissingField { index, missing: "s3.object" })?;
-        let raw_key = object
-            .key
-            .filter(|k| !k.is_empty())
-            .ok_or(S3EventError::MissingField { index, missing: "s3.object.key" })?;
-        let key = form_decode(&raw_key).ok_or(S3EventError::BadKey(raw_key))?;
-        created.push(ObjectCreated {
-            bucket,
-            key,
-            size: object.size,
-            etag: object.e_tag.map(|t| t.trim_matches('"').to_owned()).filter(|t| !t.is_empty()),
-            event_name: name.to_owned(),
-            sequencer: object.sequencer,
-        });
-    }
-    Ok(created)
+    let entity = record.s3.ok_or(S3EventError::MissingField { index, missing: "s3" })?;
+    let bucket = entity
+        .bucket
+        .and_then(|b| b.name)
+        .filter(|n| !n.is_empty())
+        .ok_or(S3EventError::MissingField { index, missing: "s3.bucket.name" })?;
+    let object = entity.object.ok_or(S3EventError::MissingField { index, missing: "s3.object" })?;
+    let raw_key =
+        object.key.filter(|k| !k.is_empty()).ok_or(S3EventError::MissingField { index, missing: "s3.object.key" })?;
+    let key = form_decode(&raw_key).ok_or(S3EventError::BadKey(raw_key))?;
+    Ok(Some(ObjectCreated {
+        bucket,
+        key,
+        size: object.size,
+        etag: object.e_tag.map(|t| t.trim_matches('"').to_owned()).filter(|t| !t.is_empty()),
+        event_name: name.to_owned(),
+        sequencer: object.sequencer,
+    }))
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. A `%`

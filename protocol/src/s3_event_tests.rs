@@ -77,6 +77,21 @@ fn broken_messages_say_why() {
 }
 
 #[test]
+fn one_bad_record_does_not_cost_the_others() {
+    let body = r#"{"Records":[
+        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"good+one.jpg"}}},
+        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"%FF"}}},
+        {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"b.jpg"}}}]}"#;
+    let parsed = parse_records(body).expect("a notification");
+    let keys: Vec<&str> = parsed.created.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["good one.jpg", "b.jpg"]);
+    assert_eq!(parsed.refused.len(), 1);
+    assert!(parsed.refused[0].to_string().contains("UTF-8"), "{}", parsed.refused[0]);
+    assert!(parse(body).is_err(), "the strict reading refuses the message");
+    assert!(parse_records("not json").is_err());
+}
+
+#[test]
 fn form_decoding() {
     for (raw, want) in [
         ("a+b", "a b"),

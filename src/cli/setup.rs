@@ -98,10 +98,19 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
             anyhow::bail!("--s3-events-queue needs --blob-store s3");
         };
         let settings = QueueSettings { visibility_timeout: args.visibility_timeout.0, ..QueueSettings::default() };
-        let events = setup::create_queue(&aws.clients().sqs, name, &settings).await?;
+        // Its own DLQ: a notification that cannot be read is kept there for an operator.
+        let dlq_name = format!("{name}-dlq");
+        let (events, events_dlq) =
+            setup::create_queue_with_dlq(&aws.clients().sqs, name, &dlq_name, args.max_receive_count, &settings)
+                .await?;
         // Events for our own outputs (resized/ in the same bucket) are ignored by the intake.
         setup::notify_object_created(&aws.s3(), &args.intake.source_bucket, &events, None).await?;
-        println!("s3://{} ObjectCreated -> {}", args.intake.source_bucket, events.url());
+        println!(
+            "s3://{} ObjectCreated -> {} (dead letters: {})",
+            args.intake.source_bucket,
+            events.url(),
+            events_dlq.url()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
