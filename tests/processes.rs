@@ -174,5 +174,9 @@ async fn a_source_replaced_while_its_job_waits_ends_that_job_and_only_the_new_ve
     assert_eq!(new.state, JobState::Success);
     let thumb = std::fs::read(s.bucket_file("resized", "resized/a_thumbnail.jpg")).expect("thumb");
     assert_eq!(jpeg_dimensions(&thumb), Some((300, 200)), "the outputs are the new version's");
+    let sidecar = std::fs::read(s.bucket_file("resized", "resized/a_metadata.json")).expect("sidecar");
+    let sidecar: serde_json::Value = serde_json::from_slice(&sidecar).expect("JSON");
+    let version = s.stack.blobs().head("original", "a.jpg").await.expect("head").version;
+    assert_eq!(sidecar["source"]["version"].as_str(), version.as_deref(), "the sidecar names the version: {sidecar}");
     s.stop().await;
 }

@@ -311,26 +311,12 @@ impl DeadLetters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline_core::conformance::failed_record;
     use protocol::error::JobError;
-    use protocol::job::{JobRecord, JobState};
 
     #[test]
     fn task_tokens_are_never_printed() {
-        let record = JobRecord {
-            job_id: "j1".into(),
-            state: JobState::DeadLetter,
-            attempts: 3,
-            source_bucket: "original".into(),
-            source_key: "a.jpg".into(),
-            destination_bucket: "resized".into(),
-            renditions: vec![protocol::Rendition::thumbnail()],
-            created_at: String::new(),
-            updated_at: String::new(),
-            outputs: Vec::new(),
-            metadata: None,
-            error: Some(JobError::permanent("CorruptImage", "bad")),
-            history: Vec::new(),
-        };
+        let record = failed_record("j1", "a.jpg", JobError::permanent("CorruptImage", "bad"));
         let mut letter = DeadLetter::from_record(&record);
         letter.job.task_token = Some("SECRET-TOKEN".into());
         let body = serde_json::to_string(&letter.job).expect("json");

@@ -49,7 +49,7 @@ async fn sqs_concurrent_consumers_on_separate_clients() {
         let aws = aws().await;
         consumers.push(Arc::new(SqsQueue::connect(aws.clients().sqs.clone(), producer.url()).await.expect("connect")));
     }
-    conformance::queue_concurrent_consumers(Arc::new(producer), consumers).await;
+    conformance::queue_concurrent_consumers(Arc::new(producer), consumers, conformance::Delivery::AtLeastOnce).await;
 }
 
 #[tokio::test]

@@ -150,9 +150,20 @@ pub async fn queue_redrive(q: &dyn Queue, dlq: &dyn Queue, max_receive_count: u3
     dlq.delete(&moved[0].receipt).await.unwrap();
 }
 
+/// How often a queue may hand out one message while its visibility holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Never twice: the SQLite queue's receive is one transaction.
+    ExactlyOnce,
+    /// Now and then twice: SQS standard queues are at-least-once (and the emulator shows it
+    /// under concurrent receives), which the workflow absorbs (reports are idempotent).
+    AtLeastOnce,
+}
+
 /// Several consumers (separate connections, as separate processes would have) share a
-/// queue: every message is delivered, none twice while its visibility holds.
-pub async fn queue_concurrent_consumers(producer: Arc<dyn Queue>, consumers: Vec<Arc<dyn Queue>>) {
+/// queue: every message is delivered, and none twice while its visibility holds where the
+/// queue promises [`Delivery::ExactlyOnce`] (at most a few times in 60 otherwise).
+pub async fn queue_concurrent_consumers(producer: Arc<dyn Queue>, consumers: Vec<Arc<dyn Queue>>, delivery: Delivery) {
     const N: usize = 60;
     for i in 0..N {
         producer.send(&format!("job-{i}"), Duration::ZERO).await.unwrap();
@@ -180,8 +191,11 @@ pub async fn queue_concurrent_consumers(producer: Arc<dyn Queue>, consumers: Vec
         all.extend(t.await.unwrap());
     }
     let unique: HashSet<_> = all.iter().cloned().collect();
-    assert_eq!(all.len(), N, "each message delivered exactly once");
-    assert_eq!(unique.len(), N);
+    assert_eq!(unique.len(), N, "every message delivered");
+    match delivery {
+        Delivery::ExactlyOnce => assert_eq!(all.len(), N, "each message delivered exactly once"),
+        Delivery::AtLeastOnce => assert!(all.len() <= N + N / 10, "{} deliveries of {N} messages", all.len()),
+    }
     assert!(drain_ids(producer.as_ref()).await.is_empty());
 }
 
@@ -260,6 +274,26 @@ pub fn sample_output(job: &protocol::Job) -> protocol::Output {
         content_type: "image/jpeg".into(),
         width: 512,
         height: 384,
+    }
+}
+
+/// The record of a job that failed for good with `error` at its first attempt, as a dead
+/// letter is made from, for tests that play the engine.
+pub fn failed_record(job_id: &str, source_key: &str, error: protocol::JobError) -> JobRecord {
+    JobRecord {
+        job_id: job_id.into(),
+        state: JobState::Fail,
+        attempts: 1,
+        source_bucket: "original".into(),
+        source_key: source_key.into(),
+        destination_bucket: "resized".into(),
+        renditions: vec![protocol::Rendition::thumbnail()],
+        created_at: String::new(),
+        updated_at: String::new(),
+        outputs: Vec::new(),
+        metadata: None,
+        error: Some(error),
+        history: Vec::new(),
     }
 }
 

@@ -78,7 +78,8 @@ async fn sqlite_redrive_to_dead_letter_queue() {
 async fn sqlite_concurrent_consumers_on_separate_connections() {
     let dir = TempDir::new().expect("tempdir");
     let consumers: Vec<Arc<dyn Queue>> = (0..4).map(|_| Arc::new(queue(&dir, "q")) as Arc<dyn Queue>).collect();
-    conformance::queue_concurrent_consumers(Arc::new(queue(&dir, "q")), consumers).await;
+    conformance::queue_concurrent_consumers(Arc::new(queue(&dir, "q")), consumers, conformance::Delivery::ExactlyOnce)
+        .await;
 }
 
 #[tokio::test]

@@ -425,21 +425,8 @@ async fn the_dead_letter_queue_is_read_with_a_read_key_and_operated_only_with_an
     let dlq: Arc<dyn Queue> = Arc::new(SqliteQueue::open(&db, "dlq").expect("dlq"));
     let jobs = Arc::new(Jobs::default());
     let failed = |id: &str| {
-        let record = JobRecord {
-            job_id: id.into(),
-            state: JobState::Fail,
-            attempts: 1,
-            source_bucket: "original".into(),
-            source_key: format!("{id}.jpg"),
-            destination_bucket: "resized".into(),
-            renditions: vec![protocol::Rendition::thumbnail()],
-            created_at: String::new(),
-            updated_at: String::new(),
-            outputs: Vec::new(),
-            metadata: None,
-            error: Some(protocol::JobError::permanent("NotAnImage", "not an image")),
-            history: Vec::new(),
-        };
+        let error = protocol::JobError::permanent("NotAnImage", "not an image");
+        let record = pipeline_core::conformance::failed_record(id, &format!("{id}.jpg"), error);
         let mut letter = DeadLetter::from_record(&record);
         letter.job.task_token = Some("SECRET-TOKEN".into());
         letter.to_json()

@@ -47,6 +47,7 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
     // The version read comes with the bytes read (one S3 response, one open file).
     same_version(job, source.meta.version.as_deref())?;
+    let version = source.meta.version.clone();
     let (renditions, limits, budget) = (job.renditions.clone(), deps.limits, deps.budget.clone());
     let rendered =
         tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &limits, &budget))
@@ -76,8 +77,12 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
             height: encoded.height,
         });
     }
-    let sidecar = serde_json::json!({ "source": { "bucket": job.source_bucket, "key": job.source_key },
-                                      "metadata": metadata, "outputs": outputs });
+    // Written last, naming the version the outputs came from: a reader that finds the sidecar
+    // finds the whole set, and can tell which upload it belongs to.
+    let sidecar = serde_json::json!({
+        "source": { "bucket": job.source_bucket, "key": job.source_key, "version": version },
+        "metadata": metadata, "outputs": outputs,
+    });
     let options = PutOptions { content_type: Some("application/json".into()), cache_control: None };
     let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
     deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
