@@ -40,6 +40,13 @@ impl ProcessRequest {
         validate_key(&self.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
         let renditions = self.renditions.clone().unwrap_or_else(|| vec![Rendition::thumbnail()]);
         rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
+        // A key near the length limit leaves no room for the outputs' (found by fuzzing).
+        let outputs = renditions.iter().map(|r| rendition::output_key(&self.source_key, r));
+        for key in outputs.chain([rendition::sidecar_key(&self.source_key)]) {
+            validate_key(&key).map_err(|e| {
+                IntakeError::InvalidKey(format!("the source key leaves no valid key for its outputs: {e}"))
+            })?;
+        }
         Ok(renditions)
     }
 }

@@ -168,6 +168,13 @@ async fn keys_no_backend_could_carry_are_refused_at_intake() {
     std::fs::write(app.data.path().join("buckets/original/caf\u{e9}.jpg"), b"x").expect("write source");
     let (status, body) = call(&app.router, process("caf\u{e9}.jpg")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // A valid key so long that its outputs' keys (`resized/…_thumbnail.jpg`) would not be
+    // (found by the request fuzz target): refused before the source is even looked up.
+    let long = format!("{}.png", "a".repeat(1010));
+    let (status, body) = call(&app.router, process(&long)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidKey")), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("outputs")), "{body}");
 }
 
 #[tokio::test]

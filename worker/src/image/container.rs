@@ -5,18 +5,23 @@ const PNG_SIGNATURE: usize = 8;
 
 /// Whether a PNG carries a chunk of type `kind` before its image data.
 pub fn png_has_chunk(png: &[u8], kind: &[u8; 4]) -> bool {
+    png_chunk_len(png, kind).is_some()
+}
+
+/// The declared data length of the first `kind` chunk before the image data, if any.
+pub fn png_chunk_len(png: &[u8], kind: &[u8; 4]) -> Option<usize> {
     let mut pos = PNG_SIGNATURE;
     while let Some(header) = png.get(pos..pos + 8) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         match &header[4..8] {
-            t if t == kind => return true,
-            b"IDAT" | b"IEND" => return false,
+            t if t == kind => return Some(len),
+            b"IDAT" | b"IEND" => return None,
             _ => {}
         }
         // Length, type, data, CRC.
         pos = pos.saturating_add(12).saturating_add(len);
     }
-    false
+    None
 }
 
 /// The sizes every GIF frame declares, in file order. The walk stops quietly at damaged

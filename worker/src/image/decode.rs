@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
-use super::container::{gif_frame_sizes, png_has_chunk};
+use super::container::{gif_frame_sizes, png_chunk_len, png_has_chunk};
 use super::detect::SourceFormat;
 use super::error::from_image_error;
 use super::geometry::{Plan, any_shrink, dct_shrink};
@@ -128,6 +128,13 @@ fn decode_with_image(
     limits: &Limits,
     on_header: impl FnOnce(&Probe) -> Result<Vec<Plan>, ImageError>,
 ) -> Result<Decoded, ImageError> {
+    if format == SourceFormat::Png {
+        // The PNG decoder panics on a palette that is not whole RGB entries (found by fuzzing;
+        // the panic would be caught, but a file breaking the spec is refused by name instead).
+        if let Some(len) = png_chunk_len(input, b"PLTE").filter(|&n| n == 0 || n % 3 != 0 || n > 768) {
+            return Err(ImageError::Corrupt(format!("PNG: a PLTE chunk of {len} bytes (1 to 256 RGB entries)")));
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(input), image_format(format));
     let mut image_limits = image::Limits::default();
     // Dimensions are checked by the caller from the header; this bounds everything else the
