@@ -77,20 +77,17 @@ fn advance(
         Err(ignored) => return Ok(Err(ignored)),
     };
     let mut job = match (row, new_job) {
-        (Some(row), _) => {
-            let mut job = row.job;
-            // A redrive processes the source as it is now: fixing it is what redrives are for.
-            if matches!(event, Event::Redriven) && job.source_version.take().is_some() {
-                store::set_job(tx, &job)?;
-            }
-            job
-        }
+        (Some(row), _) => row.job,
         (None, Some(job)) => {
             store::insert(tx, job, now)?;
             job.clone()
         }
         (None, None) => return Ok(Err(Ignored::Unknown)),
     };
+    // A redrive processes the source as it is now: fixing it is what redrives are for.
+    if matches!(event, Event::Redriven) && job.source_version.take().is_some() {
+        store::set_job(tx, &job)?;
+    }
     job.attempt = transition.to.attempt;
     store::save(tx, id, &transition, now)?;
     if transition.effects.contains(&Effect::RecordOutputs) {
@@ -280,7 +277,6 @@ impl EmbeddedEngine {
         let mut fresh = job;
         fresh.attempt = 1;
         fresh.task_token = None;
-        fresh.source_version = None;
         self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
         Ok(())
     }

@@ -289,13 +289,7 @@ async fn process(
     };
     // Taken before the job starts: a request turned away has started nothing.
     let _waiting = wait.map(|_| state.load.start_waiting()).transpose()?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(e.status(), "PayloadTooLarge", format!("request body exceeds {MAX_BODY_BYTES} bytes"))
-        } else {
-            ApiError::bad_request("InvalidBody", e.body_text())
-        }
-    })?;
+    let body = body.map_err(body_error)?;
     let request: ProcessRequest = serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_data() { "InvalidRequest" } else { "MalformedJson" };
         ApiError::bad_request(code, e.to_string())
@@ -310,6 +304,15 @@ async fn process(
     }
     let body = Queued { job_id: job.job_id, status: "queued".to_owned(), status_url: status_url.clone() };
     Ok((StatusCode::ACCEPTED, [("location", status_url)], Json(body)).into_response())
+}
+
+/// A body that could not be read: over [`MAX_BODY_BYTES`], or cut short.
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(e.status(), "PayloadTooLarge", format!("request body exceeds {MAX_BODY_BYTES} bytes"))
+    } else {
+        ApiError::bad_request("InvalidBody", e.body_text())
+    }
 }
 
 /// How `?wait` looks at its job. With an orchestrator that announces ends, a waiter
@@ -548,7 +551,7 @@ async fn redrive_dead_letters(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RedriveResult>, ApiError> {
-    let body = body.map_err(|e| ApiError::new(e.status(), "InvalidBody", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     let request: RedriveRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("InvalidRequest", e.to_string()))?;
     if request.ids.is_empty() != request.all {
