@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use pipeline_core::crash;
 use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::{Queue, QueueError};
 use protocol::dead_letter::DeadLetter;
@@ -26,6 +27,8 @@ pub struct DlqItem {
     pub letter: Result<DeadLetter, String>,
     /// Deliveries so far.
     pub receive_count: u32,
+    /// Identical messages this entry stands for (a letter sent again after a crash), at least 1.
+    pub copies: u32,
 }
 
 impl DlqItem {
@@ -39,7 +42,8 @@ impl DlqItem {
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = match &self.letter {
             Ok(letter) => serde_json::json!({
-                "messageId": self.message_id, "receiveCount": self.receive_count, "deadLetter": letter,
+                "messageId": self.message_id, "receiveCount": self.receive_count, "copies": self.copies,
+                "deadLetter": letter,
             }),
             Err(why) => {
                 let body = match serde_json::from_str::<serde_json::Value>(&self.body) {
@@ -80,8 +84,11 @@ fn redact_tokens(value: &mut serde_json::Value) {
     }
 }
 
-/// How long a scan hides each message; it releases them as soon as it is done.
-const SCAN_VISIBILITY: Duration = Duration::from_secs(120);
+/// How long a scan hides each message; it renews what it holds every [`SCAN_RENEW`] and
+/// releases it as soon as it is done, so a scan that dies hides nothing for long.
+const SCAN_VISIBILITY: Duration = Duration::from_secs(30);
+/// How often a scan renews the messages it holds.
+const SCAN_RENEW: Duration = Duration::from_secs(10);
 /// How long a scan waits for more messages before it concludes the queue is read.
 const SCAN_WAIT: Duration = Duration::from_secs(1);
 /// How long a scan keeps asking while the queue counts ready messages it was not given.
@@ -97,10 +104,19 @@ where
     Fut: Future<Output = Result<(DlqItem, bool), EngineError>>,
 {
     let mut seen: Vec<(DlqItem, bool)> = Vec::new();
-    let mut held = Vec::new();
+    let mut held: Vec<String> = Vec::new();
     let mut result = Ok(());
     let patience = std::time::Instant::now() + SCAN_PATIENCE;
+    let mut renewed = std::time::Instant::now();
     'scan: loop {
+        if renewed.elapsed() >= SCAN_RENEW {
+            for receipt in &held {
+                if let Err(e) = dlq.change_visibility(receipt, SCAN_VISIBILITY).await {
+                    tracing::warn!(error = %e, "could not keep a dead letter hidden during a scan");
+                }
+            }
+            renewed = std::time::Instant::now();
+        }
         // A short wait, not zero: SQS may answer an instant poll with nothing while messages exist.
         let batch = match dlq.receive(10, SCAN_WAIT, SCAN_VISIBILITY).await {
             Ok(b) => b,
@@ -126,7 +142,8 @@ where
                 continue;
             }
             let letter = DeadLetter::parse(&m.body, m.receive_count);
-            let item = DlqItem { message_id: m.message_id, body: m.body, letter, receive_count: m.receive_count };
+            let item =
+                DlqItem { message_id: m.message_id, body: m.body, letter, receive_count: m.receive_count, copies: 1 };
             let (item, removed) = match remove(item.clone()).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -182,26 +199,41 @@ pub async fn survey(dlq: &dyn Queue) -> Result<Survey, EngineError> {
     let seen = scan(dlq, |item| async move { Ok((item, false)) }).await?;
     // Asked after the scan released what it held, so whatever is in flight is someone else's.
     let in_flight_elsewhere = dlq.stats().await?.in_flight;
-    Ok(Survey { items: seen.into_iter().map(|(item, _)| item).collect(), in_flight_elsewhere })
+    // A letter sent twice (the sender stopped between the send and recording it) is one entry.
+    let mut items: Vec<DlqItem> = Vec::with_capacity(seen.len());
+    for (item, _) in seen {
+        match items.iter_mut().find(|kept| kept.body == item.body) {
+            Some(kept) => kept.copies += 1,
+            None => items.push(item),
+        }
+    }
+    Ok(Survey { items, in_flight_elsewhere })
 }
 
 /// Starts again, with `restart`, the dead-lettered jobs that `ids` name (all of them
-/// when `ids` is empty), and removes them from the queue. Returns the jobs redriven.
+/// when `ids` is empty), and removes them from the queue. `restart` says whether it started
+/// the job: a letter whose job was started again before (a copy of the letter, or a redrive
+/// that stopped before it removed the letter) is removed without a second start. Returns the
+/// letters removed, each with whether its job started now.
 ///
 /// # Errors
 /// The queue or `restart` failed; what was redriven before stays redriven.
-pub async fn redrive<F, Fut>(dlq: &dyn Queue, ids: &[String], restart: F) -> Result<Vec<Job>, EngineError>
+pub async fn redrive<F, Fut>(dlq: &dyn Queue, ids: &[String], restart: F) -> Result<Vec<(Job, bool)>, EngineError>
 where
     F: Fn(Job) -> Fut,
-    Fut: Future<Output = Result<(), EngineError>>,
+    Fut: Future<Output = Result<bool, EngineError>>,
 {
-    let seen = scan(dlq, |item| {
+    let removed = Mutex::new(Vec::new());
+    scan(dlq, |item| {
         let wanted = ids.is_empty() || ids.iter().any(|id| item.matches(id));
-        let restart = &restart;
+        let (restart, removed) = (&restart, &removed);
         async move {
             match &item.letter {
                 Ok(letter) if wanted => {
-                    restart(letter.job.clone()).await?;
+                    let started = restart(letter.job.clone()).await?;
+                    removed.lock().unwrap_or_else(PoisonError::into_inner).push((letter.job.clone(), started));
+                    // Restarted now or before: either way the letter has been dealt with.
+                    crash::reach(crash::REDRIVEN);
                     Ok((item, true))
                 }
                 _ => Ok((item, false)),
@@ -209,12 +241,7 @@ where
         }
     })
     .await?;
-    Ok(seen
-        .into_iter()
-        .filter(|(_, removed)| *removed)
-        .filter_map(|(item, _)| item.letter.ok())
-        .map(|l| l.job)
-        .collect())
+    Ok(removed.into_inner().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Deletes every message on the dead-letter queue.
@@ -247,6 +274,10 @@ pub struct Redriven {
     /// The fresh job that took it over, when the same job could not restart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continues_as: Option<String>,
+    /// The job had been started again before (this letter was a copy, or a redrive stopped
+    /// before removing it): the letter was removed and nothing started twice.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub already_restarted: bool,
 }
 
 /// The dead-letter queue and how its jobs start again: what operators work with.
@@ -278,11 +309,14 @@ impl DeadLetters {
             match &self.restart {
                 Restart::Same(engine) => engine.redrive(job).await,
                 Restart::Fresh(orchestrator) => {
-                    let fresh = Job::new(job.source_bucket, job.source_key, job.destination_bucket, job.renditions);
+                    let fresh = Job::redrive_of(&job);
                     let fresh_id = fresh.job_id.clone();
-                    orchestrator.start(fresh).await?;
+                    let started = orchestrator.get(&fresh_id).await?.is_none();
+                    if started {
+                        orchestrator.start(fresh).await?;
+                    }
                     fresh_ids.lock().unwrap_or_else(PoisonError::into_inner).push((job.job_id, fresh_id));
-                    Ok(())
+                    Ok(started)
                 }
             }
         })
@@ -290,11 +324,12 @@ impl DeadLetters {
         let fresh_ids = fresh_ids.into_inner().unwrap_or_else(PoisonError::into_inner);
         Ok(jobs
             .into_iter()
-            .map(|job| Redriven {
+            .map(|(job, started)| Redriven {
                 continues_as: fresh_ids.iter().find(|(old, _)| *old == job.job_id).map(|(_, new)| new.clone()),
                 job_id: job.job_id,
                 source_bucket: job.source_bucket,
                 source_key: job.source_key,
+                already_restarted: !started,
             })
             .collect())
     }
@@ -321,13 +356,20 @@ mod tests {
         letter.job.task_token = Some("SECRET-TOKEN".into());
         let body = serde_json::to_string(&letter.job).expect("json");
         let items = [
-            DlqItem { message_id: "m1".into(), body: body.clone(), letter: Ok(letter), receive_count: 1 },
-            DlqItem { message_id: "m2".into(), body, letter: Err("unknown version".into()), receive_count: 1 },
+            DlqItem { message_id: "m1".into(), body: body.clone(), letter: Ok(letter), receive_count: 1, copies: 1 },
+            DlqItem {
+                message_id: "m2".into(),
+                body,
+                letter: Err("unknown version".into()),
+                receive_count: 1,
+                copies: 1,
+            },
             DlqItem {
                 message_id: "m3".into(),
                 body: r#"{"taskToken":"SECRET-TOKEN","#.into(),
                 letter: Err("not JSON".into()),
                 receive_count: 1,
+                copies: 1,
             },
         ];
         for item in &items {

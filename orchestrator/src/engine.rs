@@ -4,12 +4,14 @@
 //! stores the transition in one transaction on the job's row, and carries out its effects
 //! (send the job, send the dead letter) after the commit. So reports delivered twice, or
 //! two engines on one file, cannot move a job twice, and a crash between the commit and a
-//! send is finished by the next timer pass.
+//! send is finished by the timers: an attempt is marked unsent in the same transaction
+//! (an outbox) until the queue has it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pipeline_core::crash;
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use pipeline_core::queue::Queue;
 use pipeline_core::sqlite::{Db, DbError};
@@ -107,7 +109,10 @@ impl EmbeddedEngine {
     /// # Errors
     /// The tables cannot be created.
     pub fn open(db: &Db, queues: Queues, policy: Policy) -> Result<Self, DbError> {
-        db.call_sync(|c| c.execute_batch(store::SCHEMA))?;
+        db.call_sync(|c| -> Result<(), DbError> {
+            c.execute_batch(store::SCHEMA)?;
+            store::migrate(c)
+        })?;
         let (ended, _) = tokio::sync::broadcast::channel(ENDED_BACKLOG);
         Ok(Self { db: db.clone(), queues, policy, clock: Arc::new(SystemClock), ended })
     }
@@ -167,15 +172,49 @@ impl EmbeddedEngine {
         Ok(stepped)
     }
 
-    /// The effects of a stored transition. A failed send is not an error: the job's
-    /// deadline retries a lost job message, and the next tick sends a pending dead letter.
+    /// Sends the job's current attempt to the workers and clears its outbox mark. A failed
+    /// send (or a crash before it) leaves the mark: the timers send it again.
+    async fn send_job(&self, job: &Job) {
+        if let Err(e) = self.queues.jobs.send(&job.to_json(), Duration::ZERO).await {
+            tracing::warn!(job_id = %job.job_id, error = %e, "could not enqueue the job; the timers send it again");
+            return;
+        }
+        let (id, attempt) = (job.job_id.clone(), job.attempt);
+        if let Err(e) = self.db.call(move |conn| store::sent(conn, &id, attempt)).await {
+            // Only a second delivery of the same attempt can follow, which workers take in their stride.
+            tracing::warn!(job_id = %job.job_id, error = %e, "could not mark the job sent");
+        }
+    }
+
+    /// Sends again the attempts stored more than [`RESEND_AFTER`] ago and still not known
+    /// to be in the queue: the engine stopped, or the queue failed, between commit and send.
+    async fn resend_unsent(&self, now: i64) -> Result<(), EngineError> {
+        let before = now - i64::try_from(RESEND_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let jobs = self
+            .db
+            .call(move |conn| -> Result<Vec<Job>, EngineError> {
+                let mut jobs = Vec::new();
+                for id in store::unsent(conn, before)? {
+                    jobs.extend(store::load_row(conn, &id)?.map(|row| row.job));
+                }
+                Ok(jobs)
+            })
+            .await?;
+        for job in jobs {
+            tracing::info!(job_id = %job.job_id, attempt = job.attempt, "sending an attempt that was stored but not sent");
+            self.send_job(&job).await;
+        }
+        Ok(())
+    }
+
+    /// The effects of a stored transition. A failed send is not an error: the timers send
+    /// an unsent attempt again, and the next tick sends a pending dead letter.
     async fn carry_out(&self, transition: &Transition, job: &Job) {
         for effect in &transition.effects {
             match effect {
                 Effect::SendJob => {
-                    if let Err(e) = self.queues.jobs.send(&job.to_json(), Duration::ZERO).await {
-                        tracing::warn!(job_id = %job.job_id, error = %e, "could not enqueue the job; its deadline will retry it");
-                    }
+                    crash::reach(crash::JOB_RECORDED);
+                    self.send_job(job).await;
                 }
                 Effect::SendDeadLetter => {
                     if let Err(e) = self.flush_dead_letters().await {
@@ -217,7 +256,8 @@ impl EmbeddedEngine {
     }
 
     /// One pass of the timers: starts retries whose backoff has passed, declares
-    /// workers lost past their deadline, and sends pending dead letters.
+    /// workers lost past their deadline, sends attempts stored but not sent, and sends
+    /// pending dead letters.
     ///
     /// # Errors
     /// The store or a queue failed; the next tick tries again.
@@ -235,6 +275,7 @@ impl EmbeddedEngine {
             // One transaction and one jitter draw per job, so jobs lost together do not retry together.
             self.apply(id, None, OwnedEvent::Due, None).await?;
         }
+        self.resend_unsent(now).await?;
         self.flush_dead_letters().await
     }
 
@@ -259,6 +300,7 @@ impl EmbeddedEngine {
                 failed = Some(e);
                 continue;
             }
+            crash::reach(crash::LETTER_SENT);
             // Moving to Fail has no effects of its own; another engine may have moved it first.
             if let Err(ignored) = self.store_step(record.job_id, None, OwnedEvent::DeadLettered, None).await? {
                 tracing::debug!(%ignored, "dead letter sent for a job that moved on");
@@ -267,18 +309,19 @@ impl EmbeddedEngine {
         failed.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    /// Starts a dead-lettered job again from its first attempt (its history is kept).
-    /// A job the engine never knew (a message moved by the queue's redrive policy) is
-    /// recorded as new.
+    /// Starts a failed job again from its first attempt (its history is kept); returns
+    /// whether it did. A job the engine never knew (a message moved by the queue's redrive
+    /// policy) is recorded as new; a job that is not in `Fail` (a second copy of its letter,
+    /// or a letter redriven before) is left as it is.
     ///
     /// # Errors
     /// The store failed.
-    pub async fn redrive(&self, job: Job) -> Result<(), EngineError> {
+    pub async fn redrive(&self, job: Job) -> Result<bool, EngineError> {
         let mut fresh = job;
         fresh.attempt = 1;
         fresh.task_token = None;
-        self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
-        Ok(())
+        let applied = self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
+        Ok(!matches!(applied, Applied::Ignored(_)))
     }
 
     /// Consumes reports and runs the timers until `shutdown` is cancelled.
@@ -352,6 +395,10 @@ impl EmbeddedEngine {
         }
     }
 }
+
+/// How long a stored attempt may wait for its send before the timers send it again: far
+/// longer than a send takes, so the two rarely race (a race only delivers an attempt twice).
+const RESEND_AFTER: Duration = Duration::from_secs(30);
 
 /// Reports read at a time (SQS's largest batch).
 const REPORT_BATCH: usize = 10;

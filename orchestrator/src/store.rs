@@ -5,7 +5,7 @@ use pipeline_core::sqlite::DbError;
 use protocol::job::{HistoryEntry, JobRecord, JobState};
 use protocol::message::{Job, Output, SourceMetadata};
 use protocol::time::rfc3339;
-use protocol::workflow::{Position, Transition};
+use protocol::workflow::{Effect, Position, Transition};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) const SCHEMA: &str = "
@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at    INTEGER,
     outputs_json  TEXT,
     metadata_json TEXT,
-    error_json    TEXT
+    error_json    TEXT,
+    send_pending  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
@@ -31,6 +32,21 @@ CREATE TABLE IF NOT EXISTS job_history (
     PRIMARY KEY (job_id, seq)
 );
 ";
+
+/// Brings a store made by an earlier version up to [`SCHEMA`]: the `send_pending` column.
+pub(crate) fn migrate(conn: &Connection) -> Result<(), DbError> {
+    let has: bool =
+        conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('jobs') WHERE name = 'send_pending'", [], |r| {
+            r.get(0)
+        })?;
+    if !has {
+        conn.execute_batch("ALTER TABLE jobs ADD COLUMN send_pending INTEGER NOT NULL DEFAULT 0")?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS jobs_unsent ON jobs (send_pending, updated_at) WHERE send_pending = 1",
+    )?;
+    Ok(())
+}
 
 /// A job's row, as the engine needs it to decide.
 #[derive(Clone, Debug)]
@@ -68,13 +84,17 @@ pub(crate) fn insert(conn: &Connection, job: &Job, now: i64) -> Result<(), DbErr
 }
 
 /// Stores a transition: the job's new position and due time, its last error when the
-/// transition sets one, and the history entries it appends.
+/// transition sets one, the history entries it appends, and whether an attempt now waits to
+/// be sent (an outbox: [`sent`] clears it once the queue has the message; any later
+/// transition clears it too, as a report proves the worker got it).
 pub(crate) fn save(conn: &Connection, job_id: &str, t: &Transition, now: i64) -> Result<(), DbError> {
     let error = t.error.as_ref().map(serde_json::to_string).transpose().map_err(json_err)?;
+    let send = t.effects.contains(&Effect::SendJob);
     conn.execute(
         "UPDATE jobs SET state = ?2, attempt = ?3, due_at = ?4, updated_at = ?5, started_at = ?6,
-         error_json = COALESCE(?7, error_json) WHERE job_id = ?1",
-        params![job_id, t.to.state.as_str(), t.to.attempt, t.due_at, now, t.to.started_at, error],
+         error_json = COALESCE(?7, error_json), send_pending = ?8
+         WHERE job_id = ?1",
+        params![job_id, t.to.state.as_str(), t.to.attempt, t.due_at, now, t.to.started_at, error, send],
     )?;
     for entry in &t.history {
         push_history(conn, job_id, entry)?;
@@ -168,5 +188,20 @@ pub(crate) fn due(conn: &Connection, state: JobState, now: i64) -> Result<Vec<St
     let mut stmt =
         conn.prepare_cached("SELECT job_id FROM jobs WHERE state = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT 100")?;
     let ids = stmt.query_map(params![state.as_str(), now], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Marks attempt `attempt` of the job as in the queue.
+pub(crate) fn sent(conn: &Connection, job_id: &str, attempt: u32) -> Result<(), DbError> {
+    conn.execute("UPDATE jobs SET send_pending = 0 WHERE job_id = ?1 AND attempt = ?2", params![job_id, attempt])?;
+    Ok(())
+}
+
+/// Ids of jobs whose attempt was stored but not known to be sent, last changed before `before`.
+pub(crate) fn unsent(conn: &Connection, before: i64) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT job_id FROM jobs WHERE send_pending = 1 AND updated_at < ?1 ORDER BY updated_at LIMIT 100",
+    )?;
+    let ids = stmt.query_map(params![before], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
 }

@@ -11,9 +11,11 @@
 //! - [`report`]: the [`Reporter`](report::Reporter) contract workers report through.
 //! - [`sqlite`]: the shared SQLite handle the queue and the embedded orchestrator use.
 //! - [`conformance`]: contract suites every backend must pass, written once.
+//! - [`crash`]: named crash points, for the tests that show each window closes.
 
 pub mod blob;
 pub mod conformance;
+pub mod crash;
 pub mod orchestration;
 pub mod queue;
 pub mod report;

@@ -9,7 +9,6 @@ use crate::error::JobError;
 use crate::job::{HistoryEntry, JobRecord};
 use crate::message::{Job, MESSAGE_VERSION};
 use crate::sfn::DEAD_LETTER_SOURCE;
-use crate::time::{now_ms, rfc3339};
 
 /// A failed job with the reason and the whole history of its attempts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,7 +67,9 @@ impl DeadLetter {
             attempts: record.attempts,
             history: record.history.clone(),
             history_trimmed: 0,
-            dead_lettered_at: rfc3339(now_ms()),
+            // When the job entered `DeadLetter`, not when this copy is sent: a letter sent
+            // again after a crash is the same letter, byte for byte.
+            dead_lettered_at: record.updated_at.clone(),
         }
     }
 

@@ -99,6 +99,17 @@ impl Job {
         job
     }
 
+    /// The job that takes over `failed` when it cannot restart under its own id (a finished
+    /// Step Functions execution): the same work on the source as it is now, under an id that
+    /// follows from the failed job's, so redriving one letter twice starts one job.
+    pub fn redrive_of(failed: &Job) -> Self {
+        let mut job =
+            Self::new(&failed.source_bucket, &failed.source_key, &failed.destination_bucket, failed.renditions.clone());
+        let what = format!("redrive of {}", failed.job_id);
+        job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.as_bytes()).to_string();
+        job
+    }
+
     /// Reads a job message.
     ///
     /// # Errors

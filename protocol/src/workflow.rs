@@ -294,7 +294,12 @@ pub fn step(
     match (at, event) {
         (None, Event::Submitted { attempt }) => Ok(queued(attempt, None)),
         (Some(_), Event::Submitted { .. }) => Err(Ignored::Exists),
-        (_, Event::Redriven) => Ok(queued(1, Some("redriven from the dead-letter queue"))),
+        // Only a failed job restarts: a letter redriven twice (a copy, or a redrive that
+        // crashed before it took the letter off the queue) finds its job running or done.
+        (at, Event::Redriven) if at.is_none_or(|a| a.state == Fail) => {
+            Ok(queued(1, Some("redriven from the dead-letter queue")))
+        }
+        (Some(_), Event::Redriven) => Err(Ignored::NotApplicable),
         (None, _) => Err(Ignored::Unknown),
         (Some(at), Event::Heartbeat { attempt }) if at.state == ProcessImage && at.attempt == attempt => {
             // Silence past the heartbeat timeout, or a run past the task timeout, is a lost worker.
@@ -490,6 +495,9 @@ mod tests {
             (at(Fail, 3), Event::DeadLettered, Err(Ignored::NotApplicable)),
             (at(Fail, 3), Event::Redriven, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
             (None, Event::Redriven, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
+            (at(ProcessImage, 1), Event::Redriven, Err(Ignored::NotApplicable)),
+            (at(Success, 1), Event::Redriven, Err(Ignored::NotApplicable)),
+            (at(DeadLetter, 3), Event::Redriven, Err(Ignored::NotApplicable)),
         ];
         for (from, event, want) in cases {
             let got = step(from, event, &p, 0.5, now)

@@ -88,6 +88,13 @@ pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Resu
             }
             let redriven = dead_letters.redrive(&ids).await?;
             for job in &redriven {
+                if job.already_restarted {
+                    println!(
+                        "removed {} ({}/{}): it had been started again before",
+                        job.job_id, job.source_bucket, job.source_key
+                    );
+                    continue;
+                }
                 println!("redriven {} ({}/{})", job.job_id, job.source_bucket, job.source_key);
                 if let Some(fresh) = &job.continues_as {
                     println!("job {} continues as job {fresh}", job.job_id);
@@ -98,7 +105,7 @@ pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Resu
                 eprintln!("imgpipe: not on the dead-letter queue (or unreadable): {missing:?}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!("{} job(s) redriven", redriven.len());
+            println!("{} job(s) redriven", redriven.iter().filter(|j| !j.already_restarted).count());
         }
         DlqCommand::Purge { yes } => {
             if !yes && !confirm()? {

@@ -151,11 +151,12 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
-    /// The settings `args` give.
+    /// The settings `args` give; arms the crash point the faults name, if any.
     ///
     /// # Errors
     /// Pacing that would let jobs run twice (see [`WorkerArgs::runner`]).
     pub fn read(args: &WorkerArgs) -> anyhow::Result<Self> {
+        args.faults.arm();
         Ok(Self {
             runner: args.runner()?,
             limits: args.limits(),

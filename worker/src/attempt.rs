@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use pipeline_core::crash;
 use pipeline_core::queue::Queue;
 use pipeline_core::report::{ReportError, Reporter};
 use protocol::JobError;
@@ -129,8 +130,14 @@ impl Attempts {
                 }
             }
         };
+        if outcome.is_ok() {
+            crash::reach(crash::OUTPUTS_WRITTEN);
+        }
         match report(self.reporter.as_ref(), job, &outcome).await {
-            Ok(()) => Disposition::Delete,
+            Ok(()) => {
+                crash::reach(crash::REPORTED);
+                Disposition::Delete
+            }
             Err(ReportError::Stale(why)) => {
                 tracing::info!(%why, "attempt already resolved; dropping the message");
                 Disposition::Delete

@@ -1,7 +1,8 @@
 //! Fault injection for drills and tests: slow every attempt down, fail the first
 //! attempts of every job with a retryable error, or crash the whole process on a job (as
-//! a decoder bug would). Off unless `IMGPIPE_FAULTS` is set, e.g.
-//! `IMGPIPE_FAULTS="delay-ms=3000,fail-attempts=2,crash-key=poison"`.
+//! a decoder bug would), or at one of the named crash points between two durable steps
+//! ([`pipeline_core::crash`]). Off unless `IMGPIPE_FAULTS` is set, e.g.
+//! `IMGPIPE_FAULTS="delay-ms=3000,fail-attempts=2,crash-key=poison"` or `crash-at=reported`.
 
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct Faults {
     pub fail_attempts: u32,
     /// Abort the process on any job whose source key contains this text.
     pub crash_key: Option<String>,
+    /// Abort the process at this crash point (armed by [`Faults::arm`]).
+    pub crash_at: Option<&'static str>,
 }
 
 impl Faults {
@@ -32,14 +35,28 @@ impl Faults {
                 faults.crash_key = Some(value.to_owned()).filter(|v| !v.is_empty());
                 continue;
             }
+            if name == "crash-at" {
+                faults.crash_at = Some(pipeline_core::crash::known(value)?);
+                continue;
+            }
             let n: u64 = value.parse().map_err(|_| format!("fault {name}: {value:?} is not a number"))?;
             match name {
                 "delay-ms" => faults.delay = Duration::from_millis(n),
                 "fail-attempts" => faults.fail_attempts = u32::try_from(n).unwrap_or(u32::MAX),
-                _ => return Err(format!("unknown fault {name:?} (known: delay-ms, fail-attempts, crash-key)")),
+                _ => {
+                    return Err(format!("unknown fault {name:?} (known: delay-ms, fail-attempts, crash-key, crash-at)"));
+                }
             }
         }
         Ok(faults)
+    }
+
+    /// Arms the crash point, if one is named, for the whole process.
+    pub fn arm(&self) {
+        if let Some(point) = self.crash_at {
+            // Known: `parse` checked the name.
+            let _ = pipeline_core::crash::arm(point);
+        }
     }
 
     /// Applies the faults to one attempt.
@@ -74,6 +91,8 @@ mod tests {
         let f = Faults::parse("delay-ms=1500, fail-attempts=2").expect("both");
         assert_eq!((f.delay, f.fail_attempts), (Duration::from_millis(1500), 2));
         assert_eq!(Faults::parse("crash-key=poison").expect("crash").crash_key.as_deref(), Some("poison"));
+        assert_eq!(Faults::parse("crash-at=reported").expect("point").crash_at, Some("reported"));
+        assert!(Faults::parse("crash-at=nowhere").is_err());
         assert!(Faults::parse("explode=1").is_err());
         assert!(Faults::parse("delay-ms").is_err());
         assert!(Faults::parse("delay-ms=soon").is_err());
