@@ -127,10 +127,21 @@ impl Rig {
 
     /// Starts `imgpipe serve` and returns its base URL.
     fn serve(&mut self, extra: &[&str]) -> String {
+        self.serve_with_faults(extra, "")
+    }
+
+    /// Starts `imgpipe serve` with `IMGPIPE_FAULTS` set to `faults`.
+    fn serve_with_faults(&mut self, extra: &[&str], faults: &str) -> String {
         let mut args =
             vec!["serve", "--listen", "127.0.0.1:0", "--heartbeat-interval", "1s", "--visibility-timeout", "5s"];
         args.extend_from_slice(extra);
-        let mut child = self.command(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve");
+        let mut child = self
+            .command(&args)
+            .env("IMGPIPE_FAULTS", faults)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("serve prints its address");
@@ -203,6 +214,20 @@ impl Rig {
         })
         .await;
         (worker, id)
+    }
+
+    /// Waits for the child at `index` to exit, and says whether it crashed.
+    fn crashed(&mut self, index: usize) -> bool {
+        !self.children[index].wait().expect("wait").success()
+    }
+
+    async fn dlq(&self, url: &str) -> serde_json::Value {
+        reqwest::get(format!("{url}/dlq")).await.expect("dlq").json().await.expect("json")
+    }
+
+    async fn redrive(&self, url: &str, id: &str) -> reqwest::Result<serde_json::Value> {
+        let body = serde_json::json!({ "ids": [id] });
+        reqwest::Client::new().post(format!("{url}/dlq/redrive")).json(&body).send().await?.json().await
     }
 
     async fn jobs_in_flight(&self) -> u64 {
@@ -419,4 +444,66 @@ async fn the_embedded_engine_and_step_functions_walk_the_same_states() {
     );
     assert_eq!(a[1], ["ProcessImage", "CheckResult", "Retry", "ProcessImage", "CheckResult", "DeadLetter", "Fail"]);
     assert_eq!(a, b, "the same scenarios give the same sequence of states on both orchestrators");
+}
+
+/// How many history entries of `job` are in `state`.
+fn entries(job: &serde_json::Value, state: &str) -> usize {
+    job["history"].as_array().expect("history").iter().filter(|h| h["state"] == state).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_that_die_after_writing_or_after_reporting_leave_one_success_on_step_functions() {
+    let mut rig = Rig::with_step_functions().await;
+    let url = rig.serve(&["--workers", "0"]);
+    for (key, point) in [("written.jpg", "outputs-written"), ("reported.jpg", "reported")] {
+        let crashing = rig.worker(&format!("crash-at={point}"));
+        rig.put_original(key, MYPHOTO).await;
+        let id = rig.post(&url, key, "").await["jobId"].as_str().expect("id").to_owned();
+        assert!(rig.crashed(crashing), "the worker should have crashed at {point}");
+        let healthy = rig.worker("");
+        let job = rig.wait_job(&url, &id).await;
+        assert_eq!((job["state"].as_str(), entries(&job, "Success")), (Some("Success"), 1), "{point}: {job}");
+        assert_eq!(entries(&job, "ProcessImage"), 1, "{point}: one attempt: {job}");
+        let thumbnail = format!("resized/{}_thumbnail.jpg", key.trim_end_matches(".jpg"));
+        assert!(rig.output(&thumbnail).await.is_some(), "{point}");
+        eventually(Duration::from_secs(30), "the jobs queue to empty", || async {
+            (rig.jobs_in_flight().await == 0).then_some(())
+        })
+        .await;
+        let _ = rig.children[healthy].kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_that_dies_before_removing_the_letter_starts_one_job_on_step_functions() {
+    let mut rig = Rig::with_step_functions().await;
+    let url = rig.serve_with_faults(&[], "crash-at=redriven");
+    let server = rig.children.len() - 1;
+    rig.put_original("notes.jpg", b"not a photo").await;
+    let id = rig.post(&url, "notes.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+    assert_eq!(rig.wait_job(&url, &id).await["state"], "Fail");
+    eventually(Duration::from_secs(30), "the dead letter", || async {
+        (rig.dlq(&url).await["entries"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    rig.put_original("notes.jpg", MYPHOTO).await;
+    assert!(rig.redrive(&url, &id).await.is_err(), "the server dies before it answers");
+    assert!(rig.crashed(server));
+
+    let url = rig.serve(&[]);
+    // The letter comes back once the dead scan's hold runs out; redriving it again names the
+    // same fresh job and starts nothing.
+    eventually(Duration::from_secs(60), "the letter to be visible again", || async {
+        (rig.dlq(&url).await["entries"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    let again = rig.redrive(&url, &id).await.expect("redrive");
+    let entry = &again["redriven"][0];
+    assert_eq!(entry["alreadyRestarted"], true, "{again}");
+    let fresh = entry["continuesAs"].as_str().expect("the fresh job").to_owned();
+    assert_eq!(rig.wait_job(&url, &fresh).await["state"], "Success");
+    assert_eq!(rig.dlq(&url).await["entries"].as_array().map(Vec::len), Some(0));
+    let jobs: serde_json::Value = reqwest::get(format!("{url}/jobs")).await.expect("jobs").json().await.expect("json");
+    let for_notes = jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["sourceKey"] == "notes.jpg").count();
+    assert_eq!(for_notes, 2, "the failed job and one fresh job: {jobs}");
 }

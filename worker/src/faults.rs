@@ -44,7 +44,9 @@ impl Faults {
                 "delay-ms" => faults.delay = Duration::from_millis(n),
                 "fail-attempts" => faults.fail_attempts = u32::try_from(n).unwrap_or(u32::MAX),
                 _ => {
-                    return Err(format!("unknown fault {name:?} (known: delay-ms, fail-attempts, crash-key, crash-at)"));
+                    return Err(format!(
+                        "unknown fault {name:?} (known: delay-ms, fail-attempts, crash-key, crash-at)"
+                    ));
                 }
             }
         }
