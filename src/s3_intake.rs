@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipeline_core::queue::Queue;
-use producer::intake::{Intake, ProcessRequest};
+use producer::intake::{Intake, ProcessRequest, Taken};
 use protocol::s3_event;
 use tokio_util::sync::CancellationToken;
 
@@ -96,10 +96,10 @@ impl S3EventIntake {
                 destination_bucket: self.destination_bucket.clone(),
                 renditions: None,
             };
-            match self.intake.submit(request).await {
-                Ok(_) => {}
-                Err(e) if !e.is_retryable() => {
-                    tracing::warn!(bucket = ?record.bucket, key = ?record.key, error = %e, "not starting a job");
+            match self.intake.take(request).await {
+                Ok(Taken::Started(_) | Taken::Refused(..)) => {}
+                Ok(Taken::Skipped(e)) => {
+                    tracing::info!(bucket = ?record.bucket, key = ?record.key, error = %e, "not starting a job");
                 }
                 Err(e) => {
                     tracing::warn!(key = ?record.key, error = %e, "could not start the job; will retry");

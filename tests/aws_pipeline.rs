@@ -507,3 +507,33 @@ async fn a_redrive_that_dies_before_removing_the_letter_starts_one_job_on_step_f
     let for_notes = jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["sourceKey"] == "notes.jpg").count();
     assert_eq!(for_notes, 2, "the failed job and one fresh job: {jobs}");
 }
+
+/// An S3 notification for a bucket jobs may not read, as S3 would send it.
+fn notification_from(bucket: &str, key: &str) -> String {
+    serde_json::json!({ "Records": [{ "eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
+        "s3": { "bucket": { "name": bucket }, "object": { "key": key, "size": 10, "eTag": "abc" } } }] })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_cannot_become_a_job_is_a_dead_letter_with_its_reason_on_both_orchestrators() {
+    for mut rig in [Rig::new().await, Rig::with_step_functions().await] {
+        let url = rig.serve(&["--s3-events-queue", &rig.name("events")]);
+        let events = rig.aws.queue(&rig.name("events")).await.expect("events queue");
+        events.send(&notification_from("someone-elses-bucket", "x.jpg"), Duration::ZERO).await.expect("send");
+        let listing = eventually(Duration::from_secs(60), "the refusal on the DLQ", || async {
+            let l = rig.dlq(&url).await;
+            (l["entries"].as_array()?.len() == 1).then_some(l)
+        })
+        .await;
+        let letter = &listing["entries"][0]["deadLetter"];
+        assert_eq!(letter["error"]["code"], "BucketNotAllowed", "{listing}");
+        assert_eq!(letter["job"]["sourceBucket"], "someone-elses-bucket", "{listing}");
+        // The notification itself is done with: nothing left on the events queue.
+        eventually(Duration::from_secs(30), "the events queue to empty", || async {
+            let s = events.stats().await.ok()?;
+            (s.visible + s.in_flight == 0).then_some(())
+        })
+        .await;
+    }
+}

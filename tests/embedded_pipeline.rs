@@ -417,3 +417,37 @@ async fn a_thousand_waiting_requests_are_capped_and_the_job_runs_once_with_its_h
     assert!(record.history.iter().all(|h| h.error.is_none()), "{:#?}", record.history);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_the_watcher_cannot_take_are_failed_jobs_with_their_reason_in_the_jobs_and_the_dlq() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = TestServer::start(test_options()).await;
+    let dir = s.bucket_file("original", "");
+    // A name no bucket key may hold, and one that is not UTF-8 at all.
+    std::fs::write(dir.join("two\nlines.jpg"), MYPHOTO).expect("write");
+    std::fs::write(dir.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.jpg")), MYPHOTO).expect("write");
+    let refused = eventually(SECS_30, "both files recorded as failed jobs", || async {
+        let jobs = orchestrator_list(&s).await;
+        let failed: Vec<_> = jobs.into_iter().filter(|j| j.state == JobState::Fail).collect();
+        (failed.len() == 2).then_some(failed)
+    })
+    .await;
+    for job in &refused {
+        let error = job.error.as_ref().expect("a reason");
+        assert_eq!(error.code, "InvalidKey", "{job:?}");
+        assert_eq!(job.attempts, 0, "never run: {job:?}");
+    }
+    assert!(refused.iter().any(|j| j.source_key == "latin1-\u{FFFD}t\u{FFFD}.jpg"), "{refused:?}");
+    let dlq: serde_json::Value = s.http.get(s.url("/dlq")).send().await.expect("dlq").json().await.expect("json");
+    let codes: Vec<&str> = dlq["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["deadLetter"]["error"]["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["InvalidKey", "InvalidKey"], "{dlq}");
+    // Later scans do not record them again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(orchestrator_list(&s).await.len(), 2);
+    s.stop().await;
+}

@@ -4,8 +4,10 @@
 //! - Recursion-safe twice over: the template notifies only for the original bucket, and
 //!   here keys under `resized/` in a bucket jobs write to are skipped, so renditions never
 //!   start jobs even if both buckets were one.
-//! - A record refused with a 4xx (not allowed, missing, bad key) is logged and skipped:
-//!   retrying cannot help. A 5xx (S3 or Step Functions failing), or a record that cannot be
+//! - A record refused for good (not allowed, bad key) is recorded as a failed job with its
+//!   reason — on the dead-letter queue when the function has one; where it has none, recording
+//!   fails and the event goes the way of a 5xx below, to the on-failure destination. A source
+//!   already gone is skipped. A 5xx (S3 or Step Functions failing), or a record that cannot be
 //!   read at all (no bucket or key, a key that is not UTF-8), fails the invocation after the
 //!   other records were tried, so Lambda's asynchronous retries run it again and, past them,
 //!   the template's on-failure destination keeps the event for an operator. Records that had
@@ -13,7 +15,7 @@
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use lambda_runtime::{LambdaEvent, service_fn};
-use producer::intake::{Intake, ProcessRequest};
+use producer::intake::{Intake, ProcessRequest, Taken};
 use protocol::s3_event::form_decode;
 
 /// Why an event must be retried.
@@ -31,7 +33,10 @@ pub struct S3IntakeError {
 pub struct Handled {
     /// Ids of the jobs started.
     pub started: Vec<String>,
-    /// Records skipped: other event kinds, our own outputs, or refused with a 4xx.
+    /// Ids of the failed jobs recorded for records refused for good (a bucket outside the
+    /// allow-lists, a bad key).
+    pub refused: Vec<String>,
+    /// Records skipped: other event kinds, our own outputs, sources already gone.
     pub skipped: usize,
 }
 
@@ -66,10 +71,11 @@ impl S3EventHandler {
                 }
             };
             let (bucket, key) = (request.source_bucket.clone(), request.source_key.clone());
-            match self.intake.submit(request).await {
-                Ok(job) => handled.started.push(job.job_id),
-                Err(e) if !e.is_retryable() => {
-                    tracing::warn!(?bucket, ?key, error = %e, "not starting a job");
+            match self.intake.take(request).await {
+                Ok(Taken::Started(job)) => handled.started.push(job.job_id),
+                Ok(Taken::Refused(job, _)) => handled.refused.push(job.job_id),
+                Ok(Taken::Skipped(e)) => {
+                    tracing::info!(?bucket, ?key, error = %e, "not starting a job");
                     handled.skipped += 1;
                 }
                 Err(e) => {

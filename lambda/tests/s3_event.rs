@@ -1,6 +1,8 @@
 //! The S3 event function fed an ObjectCreated event (S3 invoking Lambda directly) in-process,
-//! against the emulator: form-encoded keys are decoded, our own outputs and 4xx records are
-//! skipped, and a 5xx from the orchestrator fails the invocation so Lambda retries it.
+//! against the emulator: form-encoded keys are decoded, our own outputs and sources already
+//! gone are skipped, and a 5xx from the orchestrator, or a record refused for good (which this
+//! function has no dead-letter queue to record on), fails the invocation so Lambda retries it
+//! and its on-failure destination keeps it.
 
 use test_support::sfn_harness;
 
@@ -71,4 +73,16 @@ async fn an_unreadable_record_fails_the_invocation_after_the_others_are_started(
     assert_eq!(handled.started.len(), 1, "{handled:?}");
     let record = rig.orchestrator.get(&handled.started[0]).await.expect("get").expect("its execution");
     assert_eq!(record.state, JobState::ProcessImage, "started by the first invocation, not a second job");
+}
+
+#[tokio::test]
+async fn a_record_refused_for_good_fails_the_invocation_with_its_reason() {
+    let rig = Rig::new("lambda-s3-refused").await;
+    let mut event = event(&rig);
+    event.records.truncate(1);
+    event.records[0].s3.bucket.name = Some("someone-elses-bucket".into());
+    let err = handler(&rig, rig.orchestrator.state_machine_arn()).handle(event).await.expect_err("not dropped");
+    assert_eq!(err.failed, 1, "{err}");
+    assert!(err.first.contains("not allowed") || err.first.contains("someone-elses-bucket"), "{err}");
+    assert!(err.first.contains("could not be recorded"), "{err}");
 }

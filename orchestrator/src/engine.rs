@@ -415,6 +415,7 @@ enum OwnedEvent {
     Due,
     DeadLettered,
     Redriven,
+    Refused { error: protocol::JobError },
 }
 
 impl OwnedEvent {
@@ -427,6 +428,7 @@ impl OwnedEvent {
             OwnedEvent::Due => Event::Due,
             OwnedEvent::DeadLettered => Event::DeadLettered,
             OwnedEvent::Redriven => Event::Redriven,
+            OwnedEvent::Refused { error } => Event::Refused { error },
         }
     }
 }
@@ -435,6 +437,14 @@ impl OwnedEvent {
 impl Orchestrator for EmbeddedEngine {
     async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
         Ok(self.submit(job).await?)
+    }
+
+    async fn refuse(&self, job: Job, error: protocol::JobError) -> Result<(), OrchestratorError> {
+        let id = job.job_id.clone();
+        match self.apply(id.clone(), Some(job), OwnedEvent::Refused { error }, None).await? {
+            Applied::Ignored(Ignored::Exists) => Err(EngineError::Exists(id).into()),
+            _ => Ok(()),
+        }
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {

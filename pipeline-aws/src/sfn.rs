@@ -11,10 +11,16 @@ mod history;
 pub mod reporter;
 pub mod setup;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
 use aws_sdk_sfn::types::ExecutionStatus;
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
+use pipeline_core::queue::Queue;
+use protocol::JobError;
+use protocol::dead_letter::DeadLetter;
 use protocol::job::JobRecord;
 use protocol::message::Job;
 use protocol::time::rfc3339;
@@ -29,12 +35,21 @@ pub use reporter::{RoutingReporter, SfnReporter};
 pub struct SfnOrchestrator {
     client: aws_sdk_sfn::Client,
     state_machine_arn: String,
+    /// Where inputs refused at intake are recorded, as the state machine's own letters are.
+    dead_letters: Option<Arc<dyn Queue>>,
 }
 
 impl SfnOrchestrator {
     /// Jobs run on the state machine `state_machine_arn`.
     pub fn new(client: aws_sdk_sfn::Client, state_machine_arn: impl Into<String>) -> Self {
-        Self { client, state_machine_arn: state_machine_arn.into() }
+        Self { client, state_machine_arn: state_machine_arn.into(), dead_letters: None }
+    }
+
+    /// The same orchestrator recording refused inputs on `queue` (the state machine's DLQ).
+    #[must_use]
+    pub fn with_dead_letters(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.dead_letters = Some(queue);
+        self
     }
 
     /// The state machine's ARN.
@@ -158,6 +173,18 @@ impl Orchestrator for SfnOrchestrator {
         } else {
             Err(OrchestratorError::conflict(format!("another job already ran under the id {}", job.job_id)))
         }
+    }
+
+    /// An execution cannot start in `DeadLetter`: the refusal goes to the dead-letter queue
+    /// as a letter of its own, where operators see it with the state machine's.
+    async fn refuse(&self, job: Job, error: JobError) -> Result<(), OrchestratorError> {
+        let queue = self.dead_letters.as_ref().ok_or_else(|| {
+            OrchestratorError::new("no dead-letter queue to record the refusal on (IMGPIPE_DEAD_LETTER_QUEUE)")
+        })?;
+        let letter = DeadLetter::refused(&job, &error, protocol::time::now_ms());
+        queue.send(&letter.to_json(), Duration::ZERO).await.map_err(|e| OrchestratorError::new(e.to_string()))?;
+        tracing::warn!(job_id = %job.job_id, key = ?job.source_key, code = %error.code, "input refused; dead-lettered");
+        Ok(())
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {

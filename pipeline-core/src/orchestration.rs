@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 
 use async_trait::async_trait;
+use protocol::JobError;
 use protocol::job::JobRecord;
 use protocol::message::Job;
 
@@ -39,6 +40,13 @@ pub trait Orchestrator: Send + Sync + Debug {
     /// # Errors
     /// The job could not be recorded or started.
     async fn start(&self, job: Job) -> Result<(), OrchestratorError>;
+
+    /// Records an input that cannot become a job as a failed job with the reason `error`:
+    /// dead-lettered at once, never run. Refusing an id already known is a conflict.
+    ///
+    /// # Errors
+    /// A conflict for a known id; otherwise the refusal could not be recorded.
+    async fn refuse(&self, job: Job, error: JobError) -> Result<(), OrchestratorError>;
 
     /// The job's record, or `None` if there is no such job.
     ///

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pipeline_core::blob::{BlobError, BlobStore};
 use pipeline_core::orchestration::Orchestrator;
+use protocol::JobError;
 use protocol::intake::{Buckets, IntakeError};
 use protocol::keys::validate_key;
 use protocol::message::Job;
@@ -51,6 +52,17 @@ impl ProcessRequest {
     }
 }
 
+/// What [`Intake::take`] made of an input.
+#[derive(Debug)]
+pub enum Taken {
+    /// Its job started (or had started before, for the same version).
+    Started(Job),
+    /// Refused for good, and recorded as this failed job.
+    Refused(Job, IntakeError),
+    /// Nothing to do: the source is gone.
+    Skipped(IntakeError),
+}
+
 /// What intake needs, built once.
 #[derive(Clone, Debug)]
 pub struct Intake {
@@ -91,6 +103,47 @@ impl Intake {
             }
             started => started,
         }
+    }
+
+    /// For intakes nobody can answer (the folder watcher, S3 notifications): starts
+    /// `request`'s job as [`Intake::submit`] does, and records an input refused for good as
+    /// a failed job with its reason (dead-lettered, never run), so it is seen in `imgpipe
+    /// jobs` and the DLQ rather than only in a log. A source gone before its job could start
+    /// is skipped: nothing is left to process.
+    ///
+    /// # Errors
+    /// A retryable [`IntakeError`]: storage or the orchestrator failed, recording a refusal
+    /// included; the caller tries the input again later.
+    pub async fn take(&self, request: ProcessRequest) -> Result<Taken, IntakeError> {
+        let refused = match self.submit(request.clone()).await {
+            Ok(job) => return Ok(Taken::Started(job)),
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e @ IntakeError::SourceMissing { .. }) => return Ok(Taken::Skipped(e)),
+            Err(e) => e,
+        };
+        self.refuse(request, refused).await
+    }
+
+    /// Records `request`, refused for `why`, as a failed job (see [`Intake::take`]).
+    ///
+    /// # Errors
+    /// A retryable [`IntakeError`]: the refusal could not be recorded.
+    pub async fn refuse(&self, request: ProcessRequest, why: IntakeError) -> Result<Taken, IntakeError> {
+        let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
+        // One record per refused input, however often it is announced.
+        let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
+        let job = Job::for_source(bucket, key, "refused", destination, renditions);
+        let error = JobError::permanent(why.code(), why.to_string());
+        match self.orchestrator.refuse(job.clone(), error).await {
+            Ok(()) => {
+                tracing::warn!(job_id = %job.job_id, key = ?job.source_key, error = %why, "input refused; recorded as a failed job");
+            }
+            Err(e) if e.conflict => tracing::debug!(job_id = %job.job_id, "refusal recorded before"),
+            Err(e) => {
+                return Err(IntakeError::Unavailable(format!("{why}; and the refusal could not be recorded: {e}")));
+            }
+        }
+        Ok(Taken::Refused(job, why))
     }
 
     async fn start(&self, job: Job) -> Result<Job, IntakeError> {

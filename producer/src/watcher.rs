@@ -13,7 +13,9 @@ use protocol::rendition::Rendition;
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
-use crate::intake::{Intake, ProcessRequest};
+use protocol::intake::IntakeError;
+
+use crate::intake::{Intake, ProcessRequest, Taken};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS watched_files (
@@ -102,7 +104,7 @@ impl FolderWatcher {
         let files = tokio::task::spawn_blocking(move || {
             let mut files = Vec::new();
             walk(&dir, "", &mut files);
-            files.retain(|(key, _)| !buckets.is_output(&bucket, key));
+            files.retain(|(key, _, _)| !buckets.is_output(&bucket, key));
             files
         })
         .await
@@ -112,7 +114,7 @@ impl FolderWatcher {
         let recorded = self.recorded().await?;
         let mut submitted = 0;
         let mut present = HashMap::new();
-        for (key, stamp) in files {
+        for (key, stamp, unreadable_name) in files {
             present.insert(key.clone(), ());
             if recorded.get(&key) == Some(&stamp) {
                 continue;
@@ -139,13 +141,19 @@ impl FolderWatcher {
                 destination_bucket: self.destination_bucket.clone(),
                 renditions: Some(vec![Rendition::thumbnail()]),
             };
-            match self.intake.submit(request).await {
-                Ok(job) => {
+            let taken = match unreadable_name {
+                // Not a key any store can carry: refused for what it is, not looked up.
+                true => self.intake.refuse(request, IntakeError::InvalidKey("the file name is not UTF-8".into())).await,
+                false => self.intake.take(request).await,
+            };
+            match taken {
+                Ok(Taken::Started(job)) => {
                     self.record(&key, stamp, &job.job_id).await?;
                     submitted += 1;
                 }
-                Err(e) if !e.is_retryable() => {
-                    tracing::warn!(?key, error = %e, "not submitting this file");
+                Ok(Taken::Refused(job, _)) => self.record(&key, stamp, &job.job_id).await?,
+                Ok(Taken::Skipped(e)) => {
+                    tracing::info!(?key, error = %e, "not submitting this file");
                     self.record(&key, stamp, "").await?;
                 }
                 Err(e) => tracing::warn!(?key, error = %e, "could not submit; will try again"),
@@ -211,18 +219,29 @@ fn in_progress(name: &str) -> bool {
         || [".tmp", ".part", ".partial", ".crdownload", ".swp"].iter().any(|s| name.ends_with(s))
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Stamp)>) {
+/// Every file under `dir`: its key, its stamp, and whether its name (or a folder's on its
+/// path) is not UTF-8 — such a key is shown with U+FFFD and refused, never looked up.
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, Stamp, bool)>) {
+    walk_names(dir, prefix, false, out);
+}
+
+fn walk_names(dir: &Path, prefix: &str, unreadable: bool, out: &mut Vec<(String, Stamp, bool)>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        let Ok(name) = entry.file_name().into_string() else { continue };
+        let file_name = entry.file_name();
+        let (name, lossy) = match file_name.to_str() {
+            Some(name) => (name.to_owned(), false),
+            None => (file_name.to_string_lossy().into_owned(), true),
+        };
         if in_progress(&name) {
             continue;
         }
         let Ok(md) = entry.metadata() else { continue };
         if md.is_dir() {
-            walk(&entry.path(), &format!("{prefix}{name}/"), out);
+            walk_names(&entry.path(), &format!("{prefix}{name}/"), unreadable || lossy, out);
         } else if md.is_file() {
-            out.push((format!("{prefix}{name}"), Stamp { size: md.len(), mtime_ns: mtime_ns(&md) }));
+            let stamp = Stamp { size: md.len(), mtime_ns: mtime_ns(&md) };
+            out.push((format!("{prefix}{name}"), stamp, unreadable || lossy));
         }
     }
 }

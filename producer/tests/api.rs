@@ -82,6 +82,11 @@ impl Orchestrator for Jobs {
         Ok(())
     }
 
+    async fn refuse(&self, job: Job, _: protocol::JobError) -> Result<(), OrchestratorError> {
+        // The API answers its refusals; nothing here records one.
+        Err(OrchestratorError::new(format!("unexpected refusal of {}", job.job_id)))
+    }
+
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
         self.2.fetch_add(1, Ordering::Relaxed);
         Ok(self.0.lock().expect("lock").iter().find(|r| r.job_id == job_id).cloned())

@@ -23,6 +23,9 @@ impl Orchestrator for NoJobs {
     async fn start(&self, _job: Job) -> Result<(), OrchestratorError> {
         Err(OrchestratorError::new("no job may start in this test"))
     }
+    async fn refuse(&self, _job: Job, _error: protocol::JobError) -> Result<(), OrchestratorError> {
+        Ok(())
+    }
     async fn get(&self, _job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
         Ok(None)
     }
@@ -72,6 +75,6 @@ async fn a_newline_in_a_file_name_does_not_start_a_log_line() {
     run.await.expect("watcher");
 
     let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
-    assert!(logs.contains("not submitting this file"), "the refusal is logged:\n{logs}");
+    assert!(logs.contains("input refused"), "the refusal is logged:\n{logs}");
     assert!(!logs.lines().any(|l| l.starts_with("FORGED")), "a forged line:\n{logs}");
 }

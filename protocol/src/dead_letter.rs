@@ -9,6 +9,8 @@ use crate::error::JobError;
 use crate::job::{HistoryEntry, JobRecord};
 use crate::message::{Job, MESSAGE_VERSION};
 use crate::sfn::DEAD_LETTER_SOURCE;
+use crate::time::rfc3339;
+use crate::workflow::JobState;
 
 /// A failed job with the reason and the whole history of its attempts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,29 @@ impl DeadLetter {
             // When the job entered `DeadLetter`, not when this copy is sent: a letter sent
             // again after a crash is the same letter, byte for byte.
             dead_lettered_at: record.updated_at.clone(),
+        }
+    }
+
+    /// The letter for an input refused at intake, never run (see `workflow::Event::Refused`):
+    /// for orchestrators that keep no record of their own for it.
+    pub fn refused(job: &Job, error: &JobError, now: i64) -> Self {
+        let entry = HistoryEntry {
+            at: rfc3339(now),
+            state: JobState::DeadLetter,
+            attempt: 0,
+            error: Some(error.clone()),
+            delay_ms: None,
+            ceiling_ms: None,
+            note: Some("refused at intake".into()),
+        };
+        Self {
+            v: MESSAGE_VERSION,
+            job: Job { attempt: 0, task_token: None, ..job.clone() },
+            error: error.clone(),
+            attempts: 0,
+            history: vec![entry],
+            history_trimmed: 0,
+            dead_lettered_at: rfc3339(now),
         }
     }
 

@@ -215,6 +215,13 @@ pub enum Event<'a> {
     DeadLettered,
     /// An operator started a dead-lettered job again from its first attempt.
     Redriven,
+    /// An input that cannot become a job (a key no backend can carry, a bucket outside the
+    /// allow-lists) arrived by a notification or the folder watcher, where nobody can be
+    /// answered: it is recorded as a failed job with the reason, and dead-lettered.
+    Refused {
+        /// Why.
+        error: &'a JobError,
+    },
 }
 
 /// Something to do once a transition is stored.
@@ -293,7 +300,19 @@ pub fn step(
     };
     match (at, event) {
         (None, Event::Submitted { attempt }) => Ok(queued(attempt, None)),
-        (Some(_), Event::Submitted { .. }) => Err(Ignored::Exists),
+        (Some(_), Event::Submitted { .. } | Event::Refused { .. }) => Err(Ignored::Exists),
+        (None, Event::Refused { error }) => {
+            let mut dead = entry(now, JobState::DeadLetter, 0);
+            dead.error = Some(error.clone());
+            dead.note = Some("refused at intake".into());
+            Ok(Transition {
+                to: Position { state: JobState::DeadLetter, attempt: 0, started_at: None },
+                due_at: now,
+                error: Some(error.clone()),
+                history: vec![dead],
+                effects: vec![Effect::SendDeadLetter],
+            })
+        }
         // Only a failed job restarts: a letter redriven twice (a copy, or a redrive that
         // crashed before it took the letter off the queue) finds its job running or done.
         (at, Event::Redriven) if at.is_none_or(|a| a.state == Fail) => {
@@ -498,6 +517,12 @@ mod tests {
             (at(ProcessImage, 1), Event::Redriven, Err(Ignored::NotApplicable)),
             (at(Success, 1), Event::Redriven, Err(Ignored::NotApplicable)),
             (at(DeadLetter, 3), Event::Redriven, Err(Ignored::NotApplicable)),
+            (
+                None,
+                Event::Refused { error: &permanent },
+                Ok((DeadLetter, 0, vec![DeadLetter], vec![Effect::SendDeadLetter])),
+            ),
+            (at(Fail, 0), Event::Refused { error: &permanent }, Err(Ignored::Exists)),
         ];
         for (from, event, want) in cases {
             let got = step(from, event, &p, 0.5, now)

@@ -61,7 +61,9 @@ impl Deployment {
             let arn =
                 args.state_machine_arn.clone().context("--orchestrator stepfunctions needs --state-machine-arn")?;
             let aws = backends.aws.as_ref().context("Step Functions needs the AWS settings")?;
-            (None, Arc::new(SfnOrchestrator::new(aws.sfn().clone(), arn)))
+            let sfn =
+                SfnOrchestrator::new(aws.sfn().clone(), arn).with_dead_letters(Arc::clone(&backends.dead_letters));
+            (None, Arc::new(sfn))
         } else {
             let engine = EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?;
             (Some(engine.clone()), Arc::new(engine))
