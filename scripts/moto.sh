@@ -33,6 +33,8 @@ print_env() {
     local url
     url=$(endpoint)
     echo "export IMGPIPE_TEST_AWS_ENDPOINT=$url"
+    # The chaos run pauses the emulator (SIGSTOP) to make every client call time out.
+    echo "export IMGPIPE_TEST_AWS_PID=$(cat "$PIDFILE")"
     if [[ ${1:-} == --cli ]]; then
         echo "export AWS_ENDPOINT_URL=$url"
         echo "export AWS_REGION=us-east-1"
@@ -57,13 +59,27 @@ answering() {
 }
 
 install() {
-    local stamp=$VENV/.moto-$MOTO_VERSION
+    local stamp=$VENV/.moto-$MOTO_VERSION-cause
     [[ -x $VENV/bin/moto_server && -f $stamp ]] && return 0
     say "installing moto[server]==$MOTO_VERSION into $VENV"
     python3 -m venv "$VENV" >&2 || die "python3 -m venv failed (install python3-venv)"
     "$VENV/bin/pip" install --disable-pip-version-check -q "moto[server]==$MOTO_VERSION" >&2 \
         || die "pip could not install moto[server]==$MOTO_VERSION (is PyPI reachable?)"
+    keep_task_failure_cause
     touch "$stamp"
+}
+
+# moto 5.2.5 drops SendTaskFailure's `cause` (its handler passes only the error on), where
+# Step Functions records it in the TaskFailed event: a job's failure reason would read as
+# "no cause given". One line makes the emulator keep it, as the service does.
+keep_task_failure_cause() {
+    local file
+    file=$("$VENV/bin/python" -c 'import moto.stepfunctions.responses as r; print(r.__file__)') \
+        || die "cannot find moto's Step Functions handler"
+    grep -q 'send_task_failure(task_token, error=error, cause=' "$file" && return 0
+    sed -i 's/self.stepfunction_backend.send_task_failure(task_token, error=error)/self.stepfunction_backend.send_task_failure(task_token, error=error, cause=self._get_param("cause"))/' "$file"
+    grep -q 'send_task_failure(task_token, error=error, cause=' "$file" \
+        || die "could not patch $file to keep SendTaskFailure's cause"
 }
 
 free_port() {

@@ -16,7 +16,9 @@
 //! dimensions say which version it came from.
 //!
 //! `IMGPIPE_CHAOS_IMAGES` (default 500) and `IMGPIPE_CHAOS_SECS` (default 30) size the run;
-//! `cargo test --test chaos -- --nocapture` prints the accounting.
+//! `cargo test --test chaos -- --nocapture` prints the accounting. The same accounting runs on
+//! S3 + SQS + Step Functions on the emulator, with the emulator itself paused (see the second
+//! test).
 
 mod common;
 
@@ -134,16 +136,10 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// Posts until the API takes it (the server may be down or restarting): the client's part.
+/// Posts the seed request for `key` until the API takes it: the client's part.
 async fn post_until_taken(http: &reqwest::Client, url: &str, key: &str) {
     let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" });
-    for _ in 0..600 {
-        match http.post(url).json(&body).timeout(Duration::from_secs(5)).send().await {
-            Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("POST for {key} never taken");
+    post_json_until_taken(http, url, &body).await;
 }
 
 fn write_file(path: &Path, bytes: &[u8]) {
@@ -284,8 +280,25 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
         wiring::Deployment::open(dir.path(), protocol::workflow::Policy::default(), 5).await.expect("open");
     let all = deployment.orchestrator.list(usize::MAX).await.expect("jobs");
 
+    let mut thumbs = BTreeMap::new();
+    for key in expected.keys() {
+        let thumb = std::fs::read(dir.path().join("buckets/resized").join(output_key(key, &Rendition::thumbnail())));
+        thumbs.insert(key.clone(), thumb.ok().and_then(|t| jpeg_dimensions(&t)));
+    }
+    account(&expected, &finals, &all, &thumbs).assert_all_zero();
+}
+
+/// Every input accounted for: `expected` (each key's last version's size, `None` for a
+/// non-image), `finals` (the job of each key's last version, as it ended), `all` (every job
+/// the orchestrator knows) and `thumbs` (each key's thumbnail's size, if there is one).
+fn account(
+    expected: &BTreeMap<String, Option<(u32, u32)>>,
+    finals: &BTreeMap<String, Option<JobRecord>>,
+    all: &[JobRecord],
+    thumbs: &BTreeMap<String, Option<(u32, u32)>>,
+) -> Accounting {
     let mut a = Accounting { inputs: expected.len(), ..Accounting::default() };
-    for (key, want) in &expected {
+    for (key, want) in expected {
         let last = finals.get(key).and_then(Option::as_ref);
         match (want, last) {
             (_, None) => a.lost.push(format!("{key}: no job for its last version")),
@@ -302,9 +315,7 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
             }
             (Some(dims), Some(_)) => {
                 a.succeeded += 1;
-                let thumb =
-                    std::fs::read(dir.path().join("buckets/resized").join(output_key(key, &Rendition::thumbnail())));
-                if thumb.ok().and_then(|t| jpeg_dimensions(&t)) != Some(*dims) {
+                if thumbs.get(key).copied().flatten() != Some(*dims) {
                     a.wrong_version.push(format!("{key}: outputs are not of its last version {dims:?}"));
                 }
                 let same_version = all.iter().filter(|j| {
@@ -318,16 +329,212 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
             }
         }
     }
-    println!(
-        "inputs {} (succeeded {}, rejected as not images {}): lost {}, duplicated {}, stuck {}, wrong version {}",
-        a.inputs,
-        a.succeeded,
-        a.rejected,
-        a.lost.len(),
-        a.duplicated.len(),
-        a.stuck.len(),
-        a.wrong_version.len()
-    );
-    assert!(a.lost.is_empty() && a.duplicated.is_empty() && a.stuck.is_empty() && a.wrong_version.is_empty(), "{a:#?}");
-    assert_eq!(a.succeeded + a.rejected, a.inputs);
+    a
+}
+
+impl Accounting {
+    /// Prints the counts and fails unless lost, duplicated, stuck and wrong version are all 0.
+    fn assert_all_zero(&self) {
+        println!(
+            "inputs {} (succeeded {}, rejected as not images {}): lost {}, duplicated {}, stuck {}, wrong version {}",
+            self.inputs,
+            self.succeeded,
+            self.rejected,
+            self.lost.len(),
+            self.duplicated.len(),
+            self.stuck.len(),
+            self.wrong_version.len()
+        );
+        let clean = self.lost.is_empty() && self.duplicated.is_empty() && self.stuck.is_empty();
+        assert!(clean && self.wrong_version.is_empty(), "{self:#?}");
+        assert_eq!(self.succeeded + self.rejected, self.inputs);
+    }
+}
+
+/// The emulator's process, paused for the AWS run. Thawed when dropped, whatever happens.
+struct Emulator(libc::pid_t);
+
+impl Emulator {
+    fn from_env() -> Self {
+        let pid = std::env::var("IMGPIPE_TEST_AWS_PID").ok().and_then(|p| p.parse().ok()).unwrap_or_else(|| {
+            panic!("IMGPIPE_TEST_AWS_PID is not set: run scripts/test.sh, or eval \"$(scripts/moto.sh start)\"")
+        });
+        Self(pid)
+    }
+
+    fn send(&self, sig: libc::c_int) {
+        // SAFETY: signalling the emulator process the test scripts started.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::kill(self.0, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.0);
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.send(libc::SIGCONT);
+    }
+}
+
+/// The AWS form: S3 + SQS + Step Functions on the emulator, `imgpipe serve` (API and the S3
+/// notifications) and two `imgpipe worker` processes. Images arrive by upload (the bucket's
+/// notification starts the job) and most are also POSTed; some are replaced in flight; some
+/// are not images. Workers are SIGKILLed every three seconds, the server once, a worker is
+/// SIGSTOPped past the heartbeat timeout, and the emulator itself is SIGSTOPped for longer
+/// than the clients' read timeout, so every call in flight fails and must be retried.
+/// `IMGPIPE_CHAOS_AWS_IMAGES` (default 120) and `IMGPIPE_CHAOS_AWS_SECS` (default 30).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_sqs_and_step_functions_with_the_emulator_paused_every_input_ends_exactly_once() {
+    use common::aws::Rig;
+
+    let images = usize::try_from(knob("IMGPIPE_CHAOS_AWS_IMAGES", 120)).expect("size");
+    let chaos = Duration::from_secs(knob("IMGPIPE_CHAOS_AWS_SECS", 30));
+    let emulator = Emulator::from_env();
+    let mut rig = Rig::with_receives_and_step_functions(100).await;
+    let events = rig.name("events");
+    let serve_args = ["--workers", "0", "--s3-events-queue", events.as_str()];
+    let mut url = rig.serve(&serve_args);
+    let mut server = rig.children.len() - 1;
+    let start_worker = |rig: &mut Rig| {
+        let child = rig
+            .command(&["worker", "--workers", "2", "--visibility-timeout", "5s", "--heartbeat-interval", "1s"])
+            .env("IMGPIPE_MAX_RECEIVE_COUNT", "100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker");
+        rig.children.push(child);
+        rig.children.len() - 1
+    };
+    let mut workers = vec![start_worker(&mut rig), start_worker(&mut rig)];
+    let http = reqwest::Client::new();
+
+    let mut expected: BTreeMap<String, Option<(u32, u32)>> = BTreeMap::new();
+    let started = Instant::now();
+    let (mut next, mut last_kill, mut server_killed, mut worker_stopped, mut paused) =
+        (0usize, Instant::now(), false, false, false);
+    let per_input = chaos.mul_f64(0.5) / u32::try_from(images).expect("count");
+    while started.elapsed() < chaos || next < images {
+        if next < images {
+            let i = next;
+            next += 1;
+            if i % 25 == 7 {
+                let key = format!("notes/{i}.jpg");
+                put(&rig, key.clone(), b"meeting notes, not a photo\n".to_vec()).await;
+                expected.insert(key, None);
+            } else {
+                let key = format!("photos/{i}.png");
+                let (bytes, mut last) = image(i, 0);
+                put(&rig, key.clone(), bytes).await;
+                let request = serde_json::json!({ "sourceBucket": rig.original(), "sourceKey": key, "destinationBucket": rig.resized() });
+                if i % 3 != 0 {
+                    post_json_until_taken(&http, &format!("{url}/process"), &request).await;
+                }
+                if i % 10 == 3 {
+                    let (bytes, dims) = image(i, 1);
+                    put(&rig, key.clone(), bytes).await;
+                    last = dims;
+                    if i % 20 == 3 {
+                        post_json_until_taken(&http, &format!("{url}/process"), &request).await;
+                    }
+                }
+                expected.insert(key, Some(last));
+            }
+            tokio::time::sleep(per_input).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let elapsed = started.elapsed();
+        if elapsed < chaos && last_kill.elapsed() >= Duration::from_secs(3) {
+            let victim = workers.remove(next % workers.len());
+            let _ = rig.children[victim].kill();
+            let _ = rig.children[victim].wait();
+            workers.push(start_worker(&mut rig));
+            last_kill = Instant::now();
+        }
+        if !server_killed && elapsed >= chaos / 4 {
+            let _ = rig.children[server].kill();
+            let _ = rig.children[server].wait();
+            url = rig.serve(&serve_args);
+            server = rig.children.len() - 1;
+            server_killed = true;
+        }
+        if !worker_stopped && elapsed >= chaos / 2 {
+            let frozen = &rig.children[workers[0]];
+            signal(frozen, libc::SIGSTOP);
+            // Past the state machine's heartbeat timeout (10 s): the task times out and is retried.
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            signal(frozen, libc::SIGCONT);
+            worker_stopped = true;
+        }
+        if !paused && elapsed >= chaos.mul_f64(0.75) {
+            emulator.send(libc::SIGSTOP);
+            tokio::time::sleep(pipeline_aws::config::READ_TIMEOUT + Duration::from_secs(5)).await;
+            emulator.send(libc::SIGCONT);
+            paused = true;
+        }
+    }
+    println!("AWS chaos over after {:.1?}: {} inputs", started.elapsed(), expected.len());
+
+    // Healthy from here: every last version's job ends, or it is stuck.
+    let mut ids = BTreeMap::new();
+    for key in expected.keys() {
+        let version = rig.s3.head(&rig.original(), key).await.expect("head").version.expect("an ETag");
+        let job = Job::for_source(rig.original(), key, &version, rig.resized(), vec![Rendition::thumbnail()]);
+        ids.insert(key.clone(), job.job_id);
+    }
+    let settle = Instant::now() + Duration::from_secs(240);
+    let mut finals: BTreeMap<String, Option<JobRecord>> = BTreeMap::new();
+    loop {
+        let mut pending = 0;
+        for (key, id) in &ids {
+            if finals.get(key).is_some_and(|r| r.as_ref().is_some_and(|r| r.state.is_terminal())) {
+                continue;
+            }
+            let got: Option<JobRecord> = async {
+                let r = http.get(format!("{url}/jobs/{id}")).send().await.ok()?;
+                r.status().is_success().then_some(())?;
+                r.json().await.ok()
+            }
+            .await;
+            pending += usize::from(!got.as_ref().is_some_and(|r| r.state.is_terminal()));
+            finals.insert(key.clone(), got);
+        }
+        if pending == 0 || Instant::now() >= settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let all: serde_json::Value =
+        http.get(format!("{url}/jobs?limit=1000")).send().await.expect("jobs").json().await.expect("json");
+    let all: Vec<JobRecord> = serde_json::from_value(all["jobs"].clone()).expect("job records");
+    let mut thumbs = BTreeMap::new();
+    for key in expected.keys() {
+        let thumb = rig.output(&output_key(key, &Rendition::thumbnail())).await;
+        thumbs.insert(key.clone(), thumb.and_then(|t| jpeg_dimensions(&t)));
+    }
+    account(&expected, &finals, &all, &thumbs).assert_all_zero();
+}
+
+/// Posts `body` until the API takes it (the server may be down or restarting).
+async fn post_json_until_taken(http: &reqwest::Client, url: &str, body: &serde_json::Value) {
+    for _ in 0..600 {
+        match http.post(url).json(body).timeout(Duration::from_secs(5)).send().await {
+            Ok(r) if r.status().is_success() || r.status().is_client_error() => return,
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("POST to {url} never taken");
+}
+
+/// Uploads `bytes` as `key` into the rig's original bucket, trying again while the emulator fails.
+async fn put(rig: &common::aws::Rig, key: String, bytes: Vec<u8>) {
+    let body = bytes::Bytes::from(bytes);
+    for _ in 0..100 {
+        if rig.put_original_bytes(&key, body.clone()).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("upload of {key} never taken");
 }

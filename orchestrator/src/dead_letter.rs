@@ -220,7 +220,7 @@ pub async fn survey(dlq: &dyn Queue) -> Result<Survey, EngineError> {
 /// The queue or `restart` failed; what was redriven before stays redriven.
 pub async fn redrive<F, Fut>(dlq: &dyn Queue, ids: &[String], restart: F) -> Result<Vec<(Job, bool)>, EngineError>
 where
-    F: Fn(Job) -> Fut,
+    F: Fn(DeadLetter) -> Fut,
     Fut: Future<Output = Result<bool, EngineError>>,
 {
     let removed = Mutex::new(Vec::new());
@@ -230,7 +230,7 @@ where
         async move {
             match &item.letter {
                 Ok(letter) if wanted => {
-                    let started = restart(letter.job.clone()).await?;
+                    let started = restart(letter.clone()).await?;
                     removed.lock().unwrap_or_else(PoisonError::into_inner).push((letter.job.clone(), started));
                     // Restarted now or before: either way the letter has been dealt with.
                     crash::reach(crash::REDRIVEN);
@@ -305,10 +305,13 @@ impl DeadLetters {
     /// The queue or a restart failed; what was redriven before stays redriven.
     pub async fn redrive(&self, ids: &[String]) -> Result<Vec<Redriven>, EngineError> {
         let fresh_ids = Mutex::new(Vec::new());
-        let jobs = redrive(self.queue.as_ref(), ids, |job| async {
+        let fresh_ids_ref = &fresh_ids;
+        let jobs = redrive(self.queue.as_ref(), ids, |letter| async move {
+            let fresh_ids = fresh_ids_ref;
             match &self.restart {
-                Restart::Same(engine) => engine.redrive(job).await,
+                Restart::Same(engine) => engine.redrive(&letter).await,
                 Restart::Fresh(orchestrator) => {
+                    let job = letter.job;
                     let fresh = Job::redrive_of(&job);
                     let fresh_id = fresh.job_id.clone();
                     let started = orchestrator.get(&fresh_id).await?.is_none();

@@ -87,7 +87,7 @@ fn advance(
         (None, None) => return Ok(Err(Ignored::Unknown)),
     };
     // A redrive processes the source as it is now: fixing it is what redrives are for.
-    if matches!(event, Event::Redriven) && job.source_version.take().is_some() {
+    if matches!(event, Event::Redriven { .. }) && job.source_version.take().is_some() {
         store::set_job(tx, &job)?;
     }
     job.attempt = transition.to.attempt;
@@ -311,16 +311,18 @@ impl EmbeddedEngine {
 
     /// Starts a failed job again from its first attempt (its history is kept); returns
     /// whether it did. A job the engine never knew (a message moved by the queue's redrive
-    /// policy) is recorded as new; a job that is not in `Fail` (a second copy of its letter,
-    /// or a letter redriven before) is left as it is.
+    /// policy) is recorded as new, and one whose message that policy moved restarts from
+    /// where it waits; a job that is not in `Fail` (a second copy of its letter, or a letter
+    /// redriven before) is left as it is.
     ///
     /// # Errors
     /// The store failed.
-    pub async fn redrive(&self, job: Job) -> Result<bool, EngineError> {
-        let mut fresh = job;
+    pub async fn redrive(&self, letter: &DeadLetter) -> Result<bool, EngineError> {
+        let mut fresh = letter.job.clone();
         fresh.attempt = 1;
         fresh.task_token = None;
-        let applied = self.apply(fresh.job_id.clone(), Some(fresh), OwnedEvent::Redriven, None).await?;
+        let event = OwnedEvent::Redriven { moved_by_queue: letter.moved_by_queue() };
+        let applied = self.apply(fresh.job_id.clone(), Some(fresh), event, None).await?;
         Ok(!matches!(applied, Applied::Ignored(_)))
     }
 
@@ -414,7 +416,7 @@ enum OwnedEvent {
     Failed { attempt: u32, error: protocol::JobError },
     Due,
     DeadLettered,
-    Redriven,
+    Redriven { moved_by_queue: bool },
     Refused { error: protocol::JobError },
 }
 
@@ -427,7 +429,7 @@ impl OwnedEvent {
             OwnedEvent::Failed { attempt, error } => Event::Failed { attempt: *attempt, error },
             OwnedEvent::Due => Event::Due,
             OwnedEvent::DeadLettered => Event::DeadLettered,
-            OwnedEvent::Redriven => Event::Redriven,
+            OwnedEvent::Redriven { moved_by_queue } => Event::Redriven { moved_by_queue: *moved_by_queue },
             OwnedEvent::Refused { error } => Event::Refused { error },
         }
     }

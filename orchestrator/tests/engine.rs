@@ -150,9 +150,12 @@ async fn permanent_failure_dead_letters_with_history_and_redrive_restarts() {
     // Listing neither loses nor hides the message.
     assert_eq!(dead_letter::list(r.dlq.as_ref()).await.expect("list again").len(), 1);
 
-    let redriven = dead_letter::redrive(r.dlq.as_ref(), std::slice::from_ref(&job.job_id), |j| r.engine.redrive(j))
-        .await
-        .expect("redrive");
+    let redriven = dead_letter::redrive(r.dlq.as_ref(), std::slice::from_ref(&job.job_id), |letter| {
+        let engine = &r.engine;
+        async move { engine.redrive(&letter).await }
+    })
+    .await
+    .expect("redrive");
     assert_eq!(redriven.len(), 1);
     assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
     let again = take_job(r.jobs.as_ref()).await;
@@ -249,7 +252,12 @@ async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
     assert_eq!(moved.error.code, "MaxReceiveCountExceeded");
     assert!(items.iter().any(|i| i.letter.is_err() && i.body == "garbage"));
     // Redrive all: the job restarts, the unreadable message stays for an operator.
-    let redriven = dead_letter::redrive(r.dlq.as_ref(), &[], |j| r.engine.redrive(j)).await.expect("redrive");
+    let redriven = dead_letter::redrive(r.dlq.as_ref(), &[], |letter| {
+        let engine = &r.engine;
+        async move { engine.redrive(&letter).await }
+    })
+    .await
+    .expect("redrive");
     assert_eq!(redriven.len(), 1);
     let left = dead_letter::list(r.dlq.as_ref()).await.expect("list");
     assert_eq!(left.len(), 1);

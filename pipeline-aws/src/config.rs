@@ -1,9 +1,24 @@
 //! The AWS settings, loaded once from the standard sources (`AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials files, container and instance roles),
-//! and the S3 and SQS clients built from them once and shared.
+//! with connect and read timeouts, and the S3 and SQS clients built from them once and shared.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+
+/// How long a connection may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may keep the client waiting for its next bytes: past a long poll's
+/// 20 s, so a stalled service (or a paused emulator) fails the attempt and the SDK's retries
+/// and ours take over, instead of a call that never returns.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn defaults() -> ConfigLoader {
+    let timeouts = TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).read_timeout(READ_TIMEOUT).build();
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts)
+}
 
 /// The region used when none is configured and an emulator endpoint is.
 pub const EMULATOR_REGION: &str = "us-east-1";
@@ -18,7 +33,7 @@ impl AwsConfig {
     /// Loads the settings the way the AWS CLI does. With `AWS_ENDPOINT_URL` set (an
     /// emulator) and no region configured, the region is [`EMULATOR_REGION`].
     pub async fn from_env() -> Self {
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let sdk = defaults().load().await;
         if sdk.region().is_none() && sdk.endpoint_url().is_some() {
             let sdk = sdk.into_builder().region(Region::new(EMULATOR_REGION)).build();
             return Self { sdk };
@@ -29,7 +44,7 @@ impl AwsConfig {
     /// Settings for an emulator at `endpoint` (e.g. `http://127.0.0.1:5000`): fixed dummy
     /// credentials and [`EMULATOR_REGION`], whatever the environment says.
     pub async fn for_endpoint(endpoint: &str) -> Self {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
+        let sdk = defaults()
             .endpoint_url(endpoint)
             .region(Region::new(EMULATOR_REGION))
             .credentials_provider(Credentials::new("test", "test", None, None, "emulator"))

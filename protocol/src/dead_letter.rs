@@ -12,6 +12,9 @@ use crate::sfn::DEAD_LETTER_SOURCE;
 use crate::time::rfc3339;
 use crate::workflow::JobState;
 
+/// The error code of a job message the jobs queue moved to the DLQ by its redrive policy.
+pub const MOVED_BY_QUEUE: &str = "MaxReceiveCountExceeded";
+
 /// A failed job with the reason and the whole history of its attempts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,6 +101,12 @@ impl DeadLetter {
         }
     }
 
+    /// Whether this is a job message the jobs queue moved (its job never reported) rather
+    /// than a letter an orchestrator sent.
+    pub fn moved_by_queue(&self) -> bool {
+        self.error.code == MOVED_BY_QUEUE && self.history.is_empty()
+    }
+
     /// Reads a dead-letter-queue message: a dead letter, or a bare job message that the
     /// jobs queue's redrive policy moved after `receive_count` deliveries.
     ///
@@ -115,7 +124,7 @@ impl DeadLetter {
             v: MESSAGE_VERSION,
             attempts: job.attempt,
             error: JobError::permanent(
-                "MaxReceiveCountExceeded",
+                MOVED_BY_QUEUE,
                 format!("moved by the jobs queue after {receive_count} deliveries that never completed"),
             ),
             job,

@@ -214,7 +214,11 @@ pub enum Event<'a> {
     /// The job's dead letter is on the dead-letter queue.
     DeadLettered,
     /// An operator started a dead-lettered job again from its first attempt.
-    Redriven,
+    Redriven {
+        /// The letter is a job message the jobs queue moved after too many deliveries: the
+        /// job never reported, so it rests in `ProcessImage` or `Retry`, not `Fail`.
+        moved_by_queue: bool,
+    },
     /// An input that cannot become a job (a key no backend can carry, a bucket outside the
     /// allow-lists) arrived by a notification or the folder watcher, where nobody can be
     /// answered: it is recorded as a failed job with the reason, and dead-lettered.
@@ -268,6 +272,12 @@ pub enum Ignored {
     NotApplicable,
 }
 
+/// Whether a job resting in `state` restarts on a redrive: a failed one does; a job whose
+/// message the queue moved away restarts from wherever it waits, short of `Success`.
+fn redrivable(state: JobState, moved_by_queue: bool) -> bool {
+    state == JobState::Fail || (moved_by_queue && matches!(state, JobState::ProcessImage | JobState::Retry))
+}
+
 fn entry(now: i64, state: JobState, attempt: u32) -> HistoryEntry {
     HistoryEntry { at: rfc3339(now), state, attempt, error: None, delay_ms: None, ceiling_ms: None, note: None }
 }
@@ -315,10 +325,10 @@ pub fn step(
         }
         // Only a failed job restarts: a letter redriven twice (a copy, or a redrive that
         // crashed before it took the letter off the queue) finds its job running or done.
-        (at, Event::Redriven) if at.is_none_or(|a| a.state == Fail) => {
+        (at, Event::Redriven { moved_by_queue }) if at.is_none_or(|a| redrivable(a.state, moved_by_queue)) => {
             Ok(queued(1, Some("redriven from the dead-letter queue")))
         }
-        (Some(_), Event::Redriven) => Err(Ignored::NotApplicable),
+        (Some(_), Event::Redriven { .. }) => Err(Ignored::NotApplicable),
         (None, _) => Err(Ignored::Unknown),
         (Some(at), Event::Heartbeat { attempt }) if at.state == ProcessImage && at.attempt == attempt => {
             // Silence past the heartbeat timeout, or a run past the task timeout, is a lost worker.
@@ -473,6 +483,7 @@ mod tests {
         let retryable = JobError::retryable("S3", "503");
         let permanent = JobError::permanent("NotAnImage", "text");
         let now = 1_000_000;
+        let (letter, moved) = (Event::Redriven { moved_by_queue: false }, Event::Redriven { moved_by_queue: true });
         type Want = Result<(JobState, u32, Vec<JobState>, Vec<Effect>), Ignored>;
         let cases: Vec<(Option<Position>, Event<'_>, Want)> = vec![
             (None, Event::Submitted { attempt: 1 }, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
@@ -512,11 +523,14 @@ mod tests {
             (at(Success, 1), Event::Due, Err(Ignored::NotApplicable)),
             (at(DeadLetter, 3), Event::DeadLettered, Ok((Fail, 3, vec![Fail], vec![]))),
             (at(Fail, 3), Event::DeadLettered, Err(Ignored::NotApplicable)),
-            (at(Fail, 3), Event::Redriven, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
-            (None, Event::Redriven, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
-            (at(ProcessImage, 1), Event::Redriven, Err(Ignored::NotApplicable)),
-            (at(Success, 1), Event::Redriven, Err(Ignored::NotApplicable)),
-            (at(DeadLetter, 3), Event::Redriven, Err(Ignored::NotApplicable)),
+            (at(Fail, 3), letter, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
+            (None, letter, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
+            (at(ProcessImage, 1), letter, Err(Ignored::NotApplicable)),
+            (at(Success, 1), letter, Err(Ignored::NotApplicable)),
+            (at(DeadLetter, 3), letter, Err(Ignored::NotApplicable)),
+            (at(ProcessImage, 2), moved, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
+            (at(Retry, 2), moved, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
+            (at(Success, 2), moved, Err(Ignored::NotApplicable)),
             (
                 None,
                 Event::Refused { error: &permanent },

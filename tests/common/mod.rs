@@ -2,6 +2,8 @@
 //! temporary data dir, the real `imgpipe` binary for process-level tests, and helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod aws;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
