@@ -308,3 +308,33 @@ async fn a_notification_that_cannot_become_a_job_is_a_dead_letter_with_its_reaso
         .await;
     }
 }
+
+/// Uploads a non-image `rounds` times and, after each, lists the DLQ with the CLI until the
+/// failed job shows: every round must see it, and see it once.
+async fn every_failure_is_listed(rig: &mut Rig, rounds: usize) {
+    let url = rig.serve(&["--s3-events-queue", &rig.name("events")]);
+    for round in 0..rounds {
+        let key = format!("notes/{round}.jpg");
+        rig.put_original_bytes(&key, bytes::Bytes::from_static(b"not a photo")).await.expect("upload");
+        let started = std::time::Instant::now();
+        let listed = eventually(Duration::from_secs(60), &format!("round {round}: {key} on the DLQ"), || async {
+            let (ok, out, err) = rig.run(&["dlq", "list", "--json"]);
+            assert!(ok, "{err}");
+            let entries: Vec<serde_json::Value> = serde_json::from_str(&out).expect("JSON");
+            let mine: Vec<_> = entries.into_iter().filter(|e| e["deadLetter"]["job"]["sourceKey"] == key).collect();
+            (!mine.is_empty()).then_some(mine)
+        })
+        .await;
+        assert_eq!(listed.len(), 1, "round {round}: {listed:?}");
+        assert_eq!(listed[0]["deadLetter"]["error"]["code"], "NotAnImage", "round {round}");
+        let id = listed[0]["deadLetter"]["job"]["jobId"].as_str().expect("id");
+        assert_eq!(rig.wait_job(&url, id).await["state"], "Fail", "round {round}");
+        println!("round {round}: listed after {:.1?}", started.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_listing_shows_every_failed_upload_twenty_times_in_a_row_on_both_orchestrators() {
+    every_failure_is_listed(&mut Rig::new().await, 20).await;
+    every_failure_is_listed(&mut Rig::with_step_functions().await, 20).await;
+}

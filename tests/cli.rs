@@ -85,3 +85,61 @@ async fn submit_then_jobs_and_purge_need_confirmation() {
     let (ok, _, err) = run_cli(&data, &["dlq", "redrive"]);
     assert!(!ok && err.contains("--all"), "{err}");
 }
+
+#[test]
+fn shell_completions_name_every_command_and_parse() {
+    let dir = TempDir::new().expect("tempdir");
+    let (ok, script, err) = run_cli(dir.path(), &["completions", "bash"]);
+    assert!(ok, "{err}");
+    for command in ["serve", "worker", "submit", "jobs", "dlq", "redrive", "completions"] {
+        assert!(script.contains(command), "{command} missing from the bash completions");
+    }
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut bash| {
+            std::io::Write::write_all(bash.stdin.as_mut().expect("stdin"), script.as_bytes())?;
+            drop(bash.stdin.take());
+            bash.wait()
+        })
+        .expect("bash");
+    assert!(checked.success(), "bash -n rejects the script");
+    let (ok, _, err) = run_cli(dir.path(), &["completions", "tcsh"]);
+    assert!(!ok && err.contains("possible values"), "{err}");
+}
+
+#[tokio::test]
+async fn submit_of_a_folder_and_a_glob_shows_progress_and_a_summary() {
+    let dir = TempDir::new().expect("tempdir");
+    let shoot = dir.path().join("shoot");
+    std::fs::create_dir_all(shoot.join("day2")).expect("dirs");
+    for i in 0..150 {
+        std::fs::write(shoot.join(format!("{i:03}.jpg")), common::MYPHOTO).expect("photo");
+    }
+    for i in 0..50 {
+        std::fs::write(shoot.join("day2").join(format!("{i:03}.jpg")), common::MYPHOTO).expect("photo");
+    }
+    let data = dir.path().join("data");
+    wiring::Deployment::open(&data, protocol::workflow::Policy::default(), 5).await.expect("data dir");
+    let (ok, out, err) = run_cli(&data, &["submit", "--progress", "plain", shoot.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("submitted ")).count(), 200, "{out}");
+    assert!(data.join("buckets/original/day2/049.jpg").is_file(), "a folder's files keep their path inside it");
+    assert!(err.lines().any(|l| l.starts_with("submitted 200/200 (") && l.ends_with("0 failed")), "{err}");
+    let row: Vec<&str> = err
+        .lines()
+        .find(|l| l.starts_with("submitted ") && !l.contains('('))
+        .expect("summary")
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..4], ["submitted", "200", "200", "0"], "{err}");
+
+    // A quoted pattern is expanded here; one that matches nothing is an error.
+    let pattern = format!("{}/day2/00*.jpg", shoot.display());
+    let (ok, out, err) = run_cli(&data, &["submit", "--progress", "none", "--prefix", "again/", &pattern]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 10, "{out}");
+    let (ok, _, err) = run_cli(&data, &["submit", &format!("{}/*.png", shoot.display())]);
+    assert!(!ok && err.contains("no file matches"), "{err}");
+}

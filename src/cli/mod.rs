@@ -3,6 +3,7 @@
 mod dlq;
 mod jobs;
 pub mod process;
+mod progress;
 mod setup;
 mod submit;
 
@@ -63,6 +64,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// Print a shell completion script, e.g. `imgpipe completions bash > /etc/bash_completion.d/imgpipe`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -225,6 +231,15 @@ async fn run(
             wiring::runner(&opened, reporter, &settings).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a write error, and a closed pipe is none.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "imgpipe", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
+        }
         Command::Health(args) => {
             let path = health_file.context("no heartbeat file to check: set IMGPIPE_HEALTH_FILE or --health-file")?;
             health::check(path, args.max_age.0)?;

@@ -8,6 +8,8 @@ use anyhow::{Context, bail};
 use protocol::rendition::{Fit, Format, Rendition};
 use worker::image::{Limits, render};
 
+use super::progress::{Progress, ProgressMode, summary};
+
 /// How the image fits the box (see `Fit`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum FitArg {
@@ -74,9 +76,12 @@ pub struct ProcessArgs {
     /// Also write `<stem>_metadata.json` with the source's metadata.
     #[arg(long)]
     pub metadata: bool,
-    /// Print nothing for files that succeed.
+    /// Print nothing for files that succeed, and no progress.
     #[arg(long, short)]
     pub quiet: bool,
+    /// How progress is shown on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 impl ProcessArgs {
@@ -152,12 +157,20 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<()> {
     }
     let limits = args.limits();
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mode = if args.quiet { ProgressMode::None } else { args.progress };
+    let mut progress = Progress::new("processed", args.inputs.len() as u64, mode);
     let mut failed = 0usize;
     for input in &args.inputs {
-        if let Err(e) = process_one(input, &args, &rendition, &limits) {
+        let result = process_one(input, &args, &rendition, &limits);
+        if let Err(e) = &result {
             failed += 1;
-            eprintln!("imgpipe: {}: {e:#}", input.display());
+            progress.println(&format!("imgpipe: {}: {e:#}", input.display()));
         }
+        progress.tick(result.is_err());
+    }
+    let row = progress.finish();
+    if mode != ProgressMode::None {
+        eprint!("{}", summary(&[row]));
     }
     if failed > 0 {
         bail!("{failed} of {} inputs failed", args.inputs.len());
