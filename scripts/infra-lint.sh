@@ -8,7 +8,8 @@
 # checkov.io/skip annotations), cfn-lint in Metadata.cfn-lint.config.ignore_checks with a
 # comment. checkov drops resources whose Condition is false under the parameters' defaults,
 # so the template is scanned twice: as it is (Lambda workers) and with WorkerPlatform=ecs.
-# The KEDA resources have no schema offline; lambda/tests/infra.rs checks them.
+# The KEDA resources have no schema offline; lambda/tests/infra.rs checks them. The alert
+# rules in infra/monitoring/ go through `promtool check rules` and their unit tests.
 #
 #   scripts/infra-lint.sh            # all; exit 1 on any finding
 #   scripts/infra-lint.sh cfn-lint   # one of them
@@ -66,12 +67,21 @@ run_k8s() {
     checkov_offline "$bin/checkov" --framework kubernetes --directory "$K8S"
 }
 
+run_monitoring() {
+    command -v promtool >/dev/null || scripts/build-deps.sh prometheus
+    say "promtool on infra/monitoring (the alert rules and their tests)"
+    (cd infra/monitoring && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
+    python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"], "no panels"' \
+        infra/monitoring/grafana-dashboard.json
+}
+
 case ${1:-all} in
     cfn-lint) run_cfn_lint ;;
     checkov) run_checkov ;;
     k8s) run_k8s ;;
+    monitoring) run_monitoring ;;
     # Not `a && b && c`: set -e ignores a failure left of &&, and "clean" would follow.
-    all) run_cfn_lint; run_checkov; run_k8s ;;
-    *) say "usage: $0 [cfn-lint|checkov|k8s|all]"; exit 2 ;;
+    all) run_cfn_lint; run_checkov; run_k8s; run_monitoring ;;
+    *) say "usage: $0 [cfn-lint|checkov|k8s|monitoring|all]"; exit 2 ;;
 esac
 say "clean"

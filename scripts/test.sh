@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the build and the tests need
-# (Debian cmake + nasm for libjpeg-turbo and rav1e, moto server for the AWS tests, cfn-lint
-# and checkov for the template, hadolint for the Dockerfile; Docker Engine and compose must be
+# (Debian cmake + nasm for libjpeg-turbo and rav1e, promtool from Debian's prometheus, chromium
+# for the dashboard test, moto
+# server for the AWS tests, cfn-lint and checkov for the template, hadolint for the Dockerfile; Docker Engine and compose must be
 # running or installable), checks formatting and lints, starts the AWS emulator on
 # 127.0.0.1, runs every test, stops it; then schemathesis against the live API's own OpenAPI
 # description and each fuzz target for 60 s. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
@@ -18,7 +19,8 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 step() { printf '\n== %s\n' "$*" >&2; }
 
 step "system packages"
-scripts/build-deps.sh python3-venv
+# prometheus: promtool checks the live /metrics and the alert rules; chromium: the dashboard test.
+scripts/build-deps.sh python3-venv prometheus chromium
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "format"

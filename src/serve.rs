@@ -74,6 +74,7 @@ impl Server {
     /// bucket cannot be created or the address cannot be bound.
     pub async fn bind(stack: Deployment, options: ServeOptions) -> anyhow::Result<Self> {
         check_exposure(options.listen, &options.keys)?;
+        pipeline_core::telemetry::install();
         if let Some(local) = stack.local_blobs() {
             for bucket in &options.buckets.all() {
                 local.create_bucket(bucket).with_context(|| format!("cannot create bucket {bucket}"))?;

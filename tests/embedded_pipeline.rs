@@ -451,3 +451,52 @@ async fn files_the_watcher_cannot_take_are_failed_jobs_with_their_reason_in_the_
     assert_eq!(orchestrator_list(&s).await.len(), 2);
     s.stop().await;
 }
+
+/// The value of the one series `series` (name and labels exactly as exposed), if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_real_jobs_pass_promtool_and_the_histograms_have_observations() {
+    let s = TestServer::start(test_options()).await;
+    s.drop_file("original", "good.jpg", MYPHOTO);
+    s.drop_file("original", "bad.jpg", b"not a photo");
+    for key in ["good.jpg", "bad.jpg"] {
+        let (_, body) = s.post_process("?wait=30", &seed_request(key)).await;
+        let id = body["jobId"].as_str().expect("id").to_owned();
+        s.wait_job(&id, SECS_30).await;
+    }
+    let metrics = s.http.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+
+    for stage in ["queue_wait", "download", "decode", "resize", "encode", "upload"] {
+        let count = sample(&metrics, &format!("imgpipe_stage_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(count.is_some_and(|n| n >= 1.0), "{stage} has no observation:\n{metrics}");
+        assert!(metrics.contains(&format!("imgpipe_stage_seconds_bucket{{stage=\"{stage}\",le=\"0.005\"}}")));
+    }
+    let ended = |labels: &str| sample(&metrics, &format!("imgpipe_jobs_ended_total{{{labels}}}")).unwrap_or(0.0);
+    assert!(ended(r#"state="Success",error="""#) >= 1.0, "{metrics}");
+    assert!(ended(r#"state="Fail",error="NotAnImage""#) >= 1.0, "{metrics}");
+    assert!(
+        sample(&metrics, r#"imgpipe_attempts_total{outcome="permanent",error="NotAnImage"}"#).is_some_and(|n| n >= 1.0)
+    );
+    assert!(sample(&metrics, r#"imgpipe_bytes_total{direction="in"}"#).is_some_and(|n| n >= MYPHOTO.len() as f64));
+    assert!(sample(&metrics, "imgpipe_worker_slots").is_some_and(|n| n >= 2.0), "{metrics}");
+    assert!(sample(&metrics, r#"imgpipe_http_requests_total{route="/process",status="200"}"#).is_some());
+    assert!(sample(&metrics, r#"imgpipe_queue_oldest_age_seconds{queue="dlq"}"#).is_some(), "{metrics}");
+
+    // Debian's `prometheus` package has promtool; `scripts/test.sh` installs it.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus, or scripts/build-deps.sh prometheus)");
+    std::io::Write::write_all(promtool.stdin.as_mut().expect("stdin"), metrics.as_bytes()).expect("write");
+    drop(promtool.stdin.take());
+    let out = promtool.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{metrics}");
+    s.stop().await;
+}

@@ -89,6 +89,7 @@ impl SqsWorker {
             message_id: record.message_id.as_deref().unwrap_or_default(),
             body: record.body.as_deref().unwrap_or_default(),
             receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse::<u32>().ok()),
+            sent_at_ms: record.attributes.get("SentTimestamp").and_then(|n| n.parse::<u64>().ok()),
         };
         match self.attempts.run(delivery, Hold::default()).await {
             Disposition::Delete => RecordOutcome::Done,

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline_core::crash;
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use pipeline_core::queue::Queue;
 use pipeline_core::sqlite::{Db, DbError};
+use pipeline_core::{crash, telemetry};
 use protocol::dead_letter::DeadLetter;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::{Job, Output, Report, ReportKind, SourceMetadata};
@@ -164,6 +164,13 @@ impl EmbeddedEngine {
         };
         let stepped = if durable { self.db.call_durable(step).await? } else { self.db.call(step).await? };
         if let Ok((transition, job)) = &stepped {
+            for entry in &transition.history {
+                metrics::counter!(telemetry::WORKFLOW_STEPS, "state" => entry.state.as_str()).increment(1);
+            }
+            // A failed job is counted where its letter is sent, with the error it carries.
+            if transition.to.state == JobState::Success && !transition.history.is_empty() {
+                metrics::counter!(telemetry::JOBS_ENDED, "state" => "Success", "error" => "").increment(1);
+            }
             if transition.to.state.is_terminal() {
                 // No receiver is not an error: nobody waits.
                 let _ = self.ended.send(job.job_id.clone());
@@ -297,13 +304,19 @@ impl EmbeddedEngine {
             let letter = DeadLetter::from_record(&record);
             if let Err(e) = self.queues.dead_letters.send(&letter.to_json(), Duration::ZERO).await {
                 tracing::warn!(job_id = %record.job_id, error = %e, "could not send a dead letter");
+                metrics::counter!(telemetry::DEAD_LETTERS, "result" => "failed").increment(1);
                 failed = Some(e);
                 continue;
             }
+            metrics::counter!(telemetry::DEAD_LETTERS, "result" => "sent").increment(1);
             crash::reach(crash::LETTER_SENT);
             // Moving to Fail has no effects of its own; another engine may have moved it first.
-            if let Err(ignored) = self.store_step(record.job_id, None, OwnedEvent::DeadLettered, None).await? {
-                tracing::debug!(%ignored, "dead letter sent for a job that moved on");
+            match self.store_step(record.job_id, None, OwnedEvent::DeadLettered, None).await? {
+                Ok(_) => {
+                    let error = letter.error.code;
+                    metrics::counter!(telemetry::JOBS_ENDED, "state" => "Fail", "error" => error).increment(1);
+                }
+                Err(ignored) => tracing::debug!(%ignored, "dead letter sent for a job that moved on"),
             }
         }
         failed.map_or(Ok(()), |e| Err(e.into()))

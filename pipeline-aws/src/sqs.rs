@@ -27,8 +27,6 @@ pub struct SqsMessage {
     pub received: Received,
     /// The message's string (and number) attributes.
     pub attributes: BTreeMap<String, String>,
-    /// When it was first sent, in milliseconds since the Unix epoch.
-    pub sent_at_ms: Option<u64>,
 }
 
 /// An SQS queue, its URL resolved once. Cheap to clone: clones share the client.
@@ -267,9 +265,9 @@ fn to_sqs_message(m: &Message) -> Option<SqsMessage> {
             receipt: m.receipt_handle()?.to_owned(),
             body: m.body().unwrap_or_default().to_owned(),
             receive_count,
+            sent_at_ms: system_u64(&MessageSystemAttributeName::SentTimestamp),
         },
         attributes,
-        sent_at_ms: system_u64(&MessageSystemAttributeName::SentTimestamp),
     })
 }
 
@@ -330,6 +328,7 @@ impl Queue for SqsQueue {
             visible: count(&A::ApproximateNumberOfMessages),
             in_flight: count(&A::ApproximateNumberOfMessagesNotVisible),
             delayed: count(&A::ApproximateNumberOfMessagesDelayed),
+            oldest_age: None,
         })
     }
 }

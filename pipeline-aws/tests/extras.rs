@@ -55,7 +55,7 @@ async fn attributes_travel_and_receive_counts_rise() {
     let m = q.receive_messages(10, SEC, SEC).await.expect("receive").pop().expect("one");
     assert_eq!(m.attributes.get("traceparent").map(String::as_str), Some("00-abc-01"));
     assert_eq!(m.attributes.len(), 2);
-    assert!(m.sent_at_ms.is_some_and(|t| t > 1_600_000_000_000));
+    assert!(m.received.sent_at_ms.is_some_and(|t| t > 1_600_000_000_000));
     assert_eq!(m.received.receive_count, 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = q.receive_messages(10, 3 * SEC, 30 * SEC).await.expect("receive").pop().expect("back");

@@ -11,6 +11,7 @@
 //! - [`report`]: the [`Reporter`](report::Reporter) contract workers report through.
 //! - [`sqlite`]: the shared SQLite handle the queue and the embedded orchestrator use.
 //! - [`conformance`]: contract suites every backend must pass, written once.
+//! - [`telemetry`]: the Prometheus metrics, named once.
 //! - [`crash`]: named crash points, for the tests that show each window closes.
 
 pub mod blob;
@@ -20,3 +21,4 @@ pub mod orchestration;
 pub mod queue;
 pub mod report;
 pub mod sqlite;
+pub mod telemetry;

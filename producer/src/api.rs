@@ -5,9 +5,7 @@
 //! `{"error":{"code","message"}}`. With API keys configured, every route but `/healthz` and
 //! `/openapi.json` needs a key of the route's scope ([`crate::auth`]).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -20,6 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use orchestrator::dead_letter::{DeadLetters, DlqItem, Redriven};
 use pipeline_core::queue::Queue;
+use pipeline_core::telemetry;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Output;
 use serde::{Deserialize, Serialize};
@@ -46,8 +45,6 @@ pub struct ApiState {
     pub intake: Intake,
     /// Queues whose depth `/metrics` reports.
     pub queues: Vec<Arc<dyn Queue>>,
-    /// Jobs accepted since start.
-    pub accepted: Arc<AtomicU64>,
     /// Cancelled when the server stops: `?wait` answers at once rather than hold shutdown up.
     pub shutdown: CancellationToken,
     /// The keys requests must carry; `None` turns authentication off (a loopback listener
@@ -65,7 +62,6 @@ impl ApiState {
         Self {
             intake,
             queues,
-            accepted: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
             keys: None,
             load: Arc::new(Load::new(ApiLimits::default())),
@@ -108,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
     let read = Router::new()
         .route("/jobs", get(list_jobs))
         .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/outputs/{rendition}", get(get_output))
         .route("/metrics", get(metrics))
         .route("/dlq", get(list_dead_letters))
         .route_layer(needs(Scope::Read));
@@ -123,9 +120,13 @@ pub fn router(state: ApiState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on this route")
         })
         .layer(middleware::from_fn_with_state(Arc::clone(&state.load), limits::shed_and_time))
+        .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Health checks pass whatever the load: they ask whether the process lives.
         .route("/healthz", get(healthz))
+        // The dashboard's page holds no data: what it shows comes from the routes above,
+        // with the key the page asks for when they answer 401.
+        .route("/", get(|| async { axum::response::Html(DASHBOARD) }))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .with_state(state)
 }
@@ -134,7 +135,7 @@ pub fn router(state: ApiState) -> Router {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "imgpipe", description = "Resizes, orients and strips images: one job per source image."),
-    paths(process, get_job, list_jobs, list_dead_letters, redrive_dead_letters, purge_dead_letters, metrics, healthz),
+    paths(process, get_job, get_output, list_jobs, list_dead_letters, redrive_dead_letters, purge_dead_letters, metrics, healthz),
     modifiers(&KeySchemes),
     tags(
         (name = "jobs", description = "Start jobs and follow them"),
@@ -295,7 +296,7 @@ async fn process(
         ApiError::bad_request(code, e.to_string())
     })?;
     let job = state.intake.submit(request).await?;
-    state.accepted.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(telemetry::JOBS_ACCEPTED).increment(1);
     let status_url = format!("/jobs/{}", job.job_id);
     if let Some(wait) = wait {
         if let Some(record) = wait_for_end(&state, &job.job_id, wait).await? {
@@ -425,6 +426,40 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Resul
     match state.intake.orchestrator.get(&id).await {
         Ok(Some(record)) => Ok(Json(public_record(record))),
         Ok(None) => Err(ApiError::not_found("JobNotFound", format!("no job {id:?}"))),
+        Err(e) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+/// The operators' dashboard: one page, no build step (`producer/src/dashboard.html`).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// The largest output the dashboard's thumbnails fetch.
+const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
+#[utoipa::path(
+    get, path = "/jobs/{id}/outputs/{rendition}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's id"), ("rendition" = String, Path, description = "The rendition's name")),
+    responses(
+        (status = 200, description = "The rendition's bytes, with its content type", content_type = "application/octet-stream"),
+        (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
+        (status = 404, description = "No such job, or it has no such output", body = ErrorBody),
+        (status = 503, description = "A cap is reached or storage failed; try again later", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+async fn get_output(
+    State(state): State<ApiState>,
+    Path((id, rendition)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let record = state.intake.orchestrator.get(&id).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let output = record
+        .and_then(|r| r.outputs.into_iter().find(|o| o.rendition == rendition))
+        .ok_or_else(|| ApiError::not_found("OutputNotFound", format!("job {id:?} has no output {rendition:?}")))?;
+    match state.intake.blobs.get(&output.bucket, &output.key, MAX_OUTPUT_BYTES).await {
+        Ok(blob) => Ok(([("content-type", output.content_type)], blob.body).into_response()),
+        Err(pipeline_core::blob::BlobError::NotFound { .. }) => {
+            Err(ApiError::not_found("OutputNotFound", format!("the output of job {id:?} is gone")))
+        }
         Err(e) => Err(ApiError::unavailable(e.to_string())),
     }
 }
@@ -580,7 +615,8 @@ async fn purge_dead_letters(State(state): State<ApiState>) -> Result<Json<Purged
     Ok(Json(Purged { purged }))
 }
 
-/// Prometheus metrics: jobs accepted, queue depth by state.
+/// Prometheus metrics of this process (see `pipeline_core::telemetry`), with the queues'
+/// depths and their oldest message's age read at the scrape.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses(
@@ -591,21 +627,31 @@ async fn purge_dead_letters(State(state): State<ApiState>) -> Result<Json<Purged
     security(("bearer" = []), ("apiKey" = []))
 )]
 async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut out = String::new();
-    out.push_str("# HELP imgpipe_jobs_accepted_total Jobs accepted by this API since it started.\n");
-    out.push_str("# TYPE imgpipe_jobs_accepted_total counter\n");
-    let _ = writeln!(out, "imgpipe_jobs_accepted_total {}", state.accepted.load(Ordering::Relaxed));
-    out.push_str("# HELP imgpipe_queue_messages Messages in each queue, by state.\n");
-    out.push_str("# TYPE imgpipe_queue_messages gauge\n");
     for q in &state.queues {
         match q.stats().await {
             Ok(s) => {
                 for (label, n) in [("visible", s.visible), ("in_flight", s.in_flight), ("delayed", s.delayed)] {
-                    let _ = writeln!(out, "imgpipe_queue_messages{{queue=\"{}\",state=\"{label}\"}} {n}", q.name());
+                    let queue = q.name().to_owned();
+                    metrics::gauge!(telemetry::QUEUE_MESSAGES, "queue" => queue, "state" => label).set(n as f64);
+                }
+                if let Some(age) = s.oldest_age {
+                    metrics::gauge!(telemetry::QUEUE_OLDEST_AGE, "queue" => q.name().to_owned()).set(age.as_secs_f64());
                 }
             }
             Err(e) => tracing::warn!(queue = q.name(), error = %e, "queue stats unavailable"),
         }
     }
-    ([("content-type", "text/plain; version=0.0.4")], out).into_response()
+    ([("content-type", "text/plain; version=0.0.4")], telemetry::render()).into_response()
+}
+
+/// Counts every answer by route (the matched pattern, so ids do not make series) and status.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(telemetry::HTTP_REQUESTS, "route" => route, "status" => status).increment(1);
+    response
 }

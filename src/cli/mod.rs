@@ -130,6 +130,10 @@ struct HealthArgs {
 struct WorkerOnlyArgs {
     #[command(flatten)]
     worker: WorkerArgs,
+    /// Serve this worker's Prometheus metrics at `http://ADDR/metrics` (a loopback address,
+    /// or the container's own: metrics tell no secrets but are not for the internet).
+    #[arg(long, env = "IMGPIPE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the command line; the process exit code.
@@ -228,6 +232,10 @@ async fn run(
             settings.runner.concurrency = settings.runner.concurrency.max(1);
             let opened = Backends::open(backends, &data.data_dir, None, args.worker.max_receive_count).await?;
             let reporter = wiring::reporter(backends, &opened)?;
+            pipeline_core::telemetry::install();
+            if let Some(addr) = args.metrics_listen {
+                serve_metrics(addr, shutdown.clone()).await?;
+            }
             wiring::runner(&opened, reporter, &settings).run(shutdown).await;
         }
         Command::Process(args) => process::run(args)?,
@@ -269,4 +277,24 @@ async fn open(data: &DataArgs, backends: &BackendArgs) -> anyhow::Result<Deploym
     // Short commands never receive jobs, so the jobs queue's redrive setting is moot here.
     let max_receive_count = worker::RunnerConfig::default().max_receive_count;
     Deployment::open_with(&data.data_dir, backends, protocol::workflow::Policy::default(), max_receive_count).await
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`, for a worker process.
+async fn serve_metrics(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|| async {
+            ([("content-type", "text/plain; version=0.0.4")], pipeline_core::telemetry::render())
+        }),
+    );
+    tracing::info!(%addr, "worker metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(())
 }

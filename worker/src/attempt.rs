@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
-use pipeline_core::crash;
 use pipeline_core::queue::Queue;
 use pipeline_core::report::{ReportError, Reporter};
+use pipeline_core::{crash, telemetry};
 use protocol::JobError;
 use protocol::message::{Job, Processed};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,8 @@ pub struct Delivery<'a> {
     pub body: &'a str,
     /// How many times the queue has delivered it, this time included, when it says.
     pub receive_count: Option<u32>,
+    /// When the message was first sent (ms since the epoch), when the queue says.
+    pub sent_at_ms: Option<u64>,
 }
 
 /// Renews a message's lease while its job runs.
@@ -104,6 +106,11 @@ impl Attempts {
 
     async fn run_job(&self, job: &Job, delivery: Delivery<'_>, hold: Hold<'_>) -> Disposition {
         tracing::info!(receive_count = delivery.receive_count, "job received");
+        let started = std::time::Instant::now();
+        if let Some(sent) = delivery.sent_at_ms {
+            let waited = protocol::time::now_ms().saturating_sub(i64::try_from(sent).unwrap_or(i64::MAX));
+            telemetry::stage("queue_wait", waited.max(0) as f64 / 1000.0);
+        }
         let outcome = match delivery.receive_count {
             Some(n) if n > self.max_receive_count => {
                 Err(JobError::permanent("PoisonMessage", format!("delivered {n} times without completing")))
@@ -130,6 +137,13 @@ impl Attempts {
                 }
             }
         };
+        let (label, code) = match &outcome {
+            Ok(_) => ("succeeded", String::new()),
+            Err(e) if e.is_retryable() => ("retryable", e.code.clone()),
+            Err(e) => ("permanent", e.code.clone()),
+        };
+        metrics::counter!(telemetry::ATTEMPTS, "outcome" => label, "error" => code).increment(1);
+        metrics::histogram!(telemetry::ATTEMPT_SECONDS).record(started.elapsed().as_secs_f64());
         if outcome.is_ok() {
             crash::reach(crash::OUTPUTS_WRITTEN);
         }
@@ -162,9 +176,12 @@ impl Attempts {
             if let Some(lease) = lease {
                 lease.renew().await;
             }
-            if let Err(e) = self.reporter.heartbeat(job).await {
+            let sent = self.reporter.heartbeat(job).await;
+            if let Err(e) = &sent {
                 tracing::warn!(error = %e, "heartbeat not delivered");
             }
+            metrics::counter!(telemetry::HEARTBEATS, "result" => if sent.is_ok() { "sent" } else { "failed" })
+                .increment(1);
         }
     }
 

@@ -3,9 +3,11 @@
 //! queues, Lambda events or HTTP; the adapters around it only translate.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use pipeline_core::blob::{BlobStore, PutOptions};
+use pipeline_core::telemetry;
 use protocol::JobError;
 pub use protocol::message::Processed;
 use protocol::message::{Job, Output};
@@ -44,7 +46,10 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     validate_list(&job.renditions).map_err(|m| JobError::permanent("InvalidJob", m))?;
     deps.faults.before_attempt(job).await?;
 
+    let download = Instant::now();
     let source = deps.blobs.get(&job.source_bucket, &job.source_key, deps.limits.max_input_bytes).await?;
+    telemetry::stage("download", download.elapsed().as_secs_f64());
+    metrics::counter!(telemetry::BYTES, "direction" => "in").increment(source.body.len() as u64);
     // The version read comes with the bytes read (one S3 response, one open file).
     same_version(job, source.meta.version.as_deref())?;
     let version = source.meta.version.clone();
@@ -59,6 +64,7 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
         same_version(job, deps.blobs.head(&job.source_bucket, &job.source_key).await?.version.as_deref())?;
     }
 
+    let upload = Instant::now();
     let metadata = rendered.metadata;
     let mut outputs = Vec::with_capacity(rendered.outputs.len());
     for (encoded, rendition) in rendered.outputs.into_iter().zip(&job.renditions) {
@@ -86,6 +92,8 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     let options = PutOptions { content_type: Some("application/json".into()), cache_control: None };
     let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
     deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
+    telemetry::stage("upload", upload.elapsed().as_secs_f64());
+    metrics::counter!(telemetry::BYTES, "direction" => "out").increment(outputs.iter().map(|o| o.size).sum());
     Ok(Processed { outputs, metadata })
 }
 

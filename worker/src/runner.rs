@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline_core::queue::{MAX_BATCH, Queue, Received};
+use pipeline_core::telemetry;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,8 @@ impl Runner {
     /// Runs until `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        metrics::gauge!(telemetry::WORKER_SLOTS).increment(self.config.concurrency.max(1) as f64);
+        let busy = metrics::gauge!(telemetry::WORKER_SLOTS_BUSY);
         let hard_stop = CancellationToken::new();
         let attempts = Arc::new(self.attempts());
         let mut tasks = JoinSet::new();
@@ -101,8 +104,11 @@ impl Runner {
             for message in messages {
                 let Some(permit) = permits.pop() else { break };
                 let (me, attempts, hard_stop) = (self.clone(), Arc::clone(&attempts), hard_stop.clone());
+                let busy = busy.clone();
+                busy.increment(1.0);
                 tasks.spawn(async move {
                     me.handle(&attempts, message, hard_stop).await;
+                    busy.decrement(1.0);
                     drop(permit);
                 });
             }
@@ -117,6 +123,7 @@ impl Runner {
             hard_stop.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        metrics::gauge!(telemetry::WORKER_SLOTS).decrement(self.config.concurrency.max(1) as f64);
         tracing::info!("worker stopped");
     }
 
@@ -138,6 +145,7 @@ impl Runner {
             message_id: &message.message_id,
             body: &message.body,
             receive_count: Some(message.receive_count),
+            sent_at_ms: message.sent_at_ms,
         };
         let hold = Hold { lease: Some(&lease), hard_stop: Some(&hard_stop), backoff_by_receive_count: true };
         match attempts.run(delivery, hold).await {

@@ -92,7 +92,7 @@ fn job() -> String {
 }
 
 fn delivery(body: &str, receive_count: u32) -> Delivery<'_> {
-    Delivery { message_id: "m-1", body, receive_count: Some(receive_count) }
+    Delivery { message_id: "m-1", body, receive_count: Some(receive_count), sent_at_ms: None }
 }
 
 #[tokio::test]

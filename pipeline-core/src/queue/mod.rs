@@ -30,6 +30,8 @@ pub struct Received {
     pub body: String,
     /// How many times the message has been delivered, this time included.
     pub receive_count: u32,
+    /// When it was first sent, in ms since the epoch, when the queue tells (for queue-wait metrics).
+    pub sent_at_ms: Option<u64>,
 }
 
 /// Approximate counts, for metrics and autoscaling.
@@ -41,6 +43,9 @@ pub struct QueueStats {
     pub in_flight: u64,
     /// Sent with a delay that has not yet passed.
     pub delayed: u64,
+    /// How long the oldest message has waited since it was sent, when the queue can tell
+    /// cheaply (SQS publishes it to CloudWatch only).
+    pub oldest_age: Option<std::time::Duration>,
 }
 
 /// Why a queue operation failed.

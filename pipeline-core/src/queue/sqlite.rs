@@ -75,15 +75,15 @@ impl SqliteQueue {
                 let mut out = Vec::new();
                 loop {
                     let want = max - out.len();
-                    let rows: Vec<(i64, String, String, u32)> = {
+                    let rows: Vec<(i64, String, String, u32, i64)> = {
                         let mut stmt = tx
                             .prepare_cached(
-                                "SELECT seq, message_id, body, receive_count FROM queue_messages
+                                "SELECT seq, message_id, body, receive_count, sent_at FROM queue_messages
                                  WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
                             )
                             .map_err(DbError::from)?;
                         stmt.query_map(params![name, now, want as i64], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                         })
                         .and_then(Iterator::collect)
                         .map_err(DbError::from)?
@@ -92,7 +92,7 @@ impl SqliteQueue {
                         break;
                     }
                     let mut moved = false;
-                    for (seq, message_id, body, count) in rows {
+                    for (seq, message_id, body, count, sent_at) in rows {
                         if let Some(policy) = redrive.as_ref().filter(|p| count >= p.max_receive_count) {
                             moved = true;
                             tx.execute(
@@ -109,7 +109,8 @@ impl SqliteQueue {
                             params![receipt, now + hide_ms, seq],
                         )
                         .map_err(DbError::from)?;
-                        out.push(Received { message_id, receipt, body, receive_count: count + 1 });
+                        let sent_at_ms = u64::try_from(sent_at).ok();
+                        out.push(Received { message_id, receipt, body, receive_count: count + 1, sent_at_ms });
                     }
                     // Look again only to fill places of messages moved to the DLQ: rows just
                     // delivered must not be picked twice (with a zero visibility they would be).
@@ -255,10 +256,16 @@ impl Queue for SqliteQueue {
                     "SELECT
                         COALESCE(SUM(visible_at <= ?2), 0),
                         COALESCE(SUM(visible_at > ?2 AND receipt IS NOT NULL), 0),
-                        COALESCE(SUM(visible_at > ?2 AND receipt IS NULL), 0)
+                        COALESCE(SUM(visible_at > ?2 AND receipt IS NULL), 0),
+                        MIN(sent_at)
                      FROM queue_messages WHERE queue = ?1",
                     params![name, now],
-                    |r| Ok(QueueStats { visible: r.get(0)?, in_flight: r.get(1)?, delayed: r.get(2)? }),
+                    |r| {
+                        let oldest: Option<i64> = r.get(3)?;
+                        let oldest_age =
+                            oldest.map(|sent| Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)));
+                        Ok(QueueStats { visible: r.get(0)?, in_flight: r.get(1)?, delayed: r.get(2)?, oldest_age })
+                    },
                 )
                 .map_err(|e| QueueError::Db(e.into()))
             })

@@ -24,7 +24,9 @@ mod resize;
 mod webp_native;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
+use pipeline_core::telemetry;
 use protocol::Rendition;
 use protocol::rendition::{Format, MAX_AVIF_OUTPUT_PIXELS, MAX_JOB_OUTPUT_PIXELS, MAX_OUTPUT_PIXELS, MAX_RENDITIONS};
 
@@ -218,6 +220,7 @@ pub fn render_within(
     }
     let format = detect::detect(input)?;
     let mut reserved = None;
+    let decoding = Instant::now();
     let decoded = isolated("decoding", || {
         decode::decode(input, format, limits, |probe| {
             check_limits(probe.width, probe.height, limits)?;
@@ -230,15 +233,20 @@ pub fn render_within(
             Ok(plans)
         })
     })?;
+    telemetry::stage("decode", decoding.elapsed().as_secs_f64());
     let probe = &decoded.probe;
     let mut resizer = fast_image_resize::Resizer::new();
     let mut outputs = Vec::with_capacity(renditions.len());
     for (r, plan) in renditions.iter().zip(&decoded.plans) {
         let out = isolated("rendering", || {
+            let resizing = Instant::now();
             let px = resize::resize(&mut resizer, &decoded.pixels, plan, probe.width, probe.height)?;
             let px = px.orient(probe.orientation)?;
+            telemetry::stage("resize", resizing.elapsed().as_secs_f64());
             let (width, height) = (px.width, px.height);
+            let encoding = Instant::now();
             let bytes = encode::encode(px, r, probe.icc.as_deref())?;
+            telemetry::stage("encode", encoding.elapsed().as_secs_f64());
             Ok(Encoded { rendition: r.name.clone(), bytes, content_type: r.format.content_type(), width, height })
         })?;
         outputs.push(out);
