@@ -143,3 +143,26 @@ async fn submit_of_a_folder_and_a_glob_shows_progress_and_a_summary() {
     let (ok, _, err) = run_cli(&data, &["submit", &format!("{}/*.png", shoot.display())]);
     assert!(!ok && err.contains("no file matches"), "{err}");
 }
+
+#[test]
+fn each_command_shows_only_the_flags_it_uses() {
+    let dir = TempDir::new().expect("tempdir");
+    let help = |args: &[&str]| {
+        let (ok, out, err) = run_cli(dir.path(), args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    for command in ["process", "asl", "completions"] {
+        let out = help(&[command, "--help"]);
+        for flag in ["--queue-backend", "--jobs-queue", "--state-machine-arn", "--data-dir", "--health-file"] {
+            assert!(!out.contains(&format!("{flag} <")), "`{command} --help` lists {flag}:\n{out}");
+        }
+        assert!(out.contains("--log"), "{out}");
+    }
+    for command in ["serve", "worker", "dlq"] {
+        let out = help(&[command, "--help"]);
+        assert!(out.contains("--queue-backend") && out.contains("--data-dir"), "{command}: {out}");
+    }
+    let (ok, out, _) = run_cli(dir.path(), &["--version"]);
+    assert!(ok && out.starts_with("imgpipe "), "{out}");
+}

@@ -446,6 +446,13 @@ async fn files_the_watcher_cannot_take_are_failed_jobs_with_their_reason_in_the_
         .filter_map(|e| e["deadLetter"]["error"]["code"].as_str())
         .collect();
     assert_eq!(codes, ["InvalidKey", "InvalidKey"], "{dlq}");
+    // A refusal is not redriven: it never passed the intake's checks. It waits for a purge.
+    let redrive =
+        s.http.post(s.url("/dlq/redrive")).json(&serde_json::json!({ "all": true })).send().await.expect("redrive");
+    let redriven: serde_json::Value = redrive.json().await.expect("json");
+    assert_eq!(redriven["redriven"].as_array().map(Vec::len), Some(0), "{redriven}");
+    let dlq: serde_json::Value = s.http.get(s.url("/dlq")).send().await.expect("dlq").json().await.expect("json");
+    assert_eq!(dlq["entries"].as_array().map(Vec::len), Some(2), "{dlq}");
     // Later scans do not record them again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(orchestrator_list(&s).await.len(), 2);

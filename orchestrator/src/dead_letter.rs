@@ -94,6 +94,22 @@ const SCAN_WAIT: Duration = Duration::from_secs(1);
 /// How long a scan keeps asking while the queue counts ready messages it was not given.
 const SCAN_PATIENCE: Duration = Duration::from_secs(20);
 
+/// Serialises this process's scans of dead-letter queues.
+static SCANS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Keeps the letters a scan holds hidden, every [`SCAN_RENEW`].
+async fn renew(dlq: &dyn Queue, held: &[String], batch: &[&str], renewed: &mut std::time::Instant) {
+    if renewed.elapsed() < SCAN_RENEW {
+        return;
+    }
+    for receipt in held.iter().map(String::as_str).chain(batch.iter().copied()) {
+        if let Err(e) = dlq.change_visibility(receipt, SCAN_VISIBILITY).await {
+            tracing::warn!(error = %e, "could not keep a dead letter hidden during a scan");
+        }
+    }
+    *renewed = std::time::Instant::now();
+}
+
 /// Reads every message, lets `remove` pick the ones to delete (after it has dealt with
 /// them: they are deleted at once), and releases the rest at the end. Returns every item
 /// seen and whether it was removed. A message seen twice (its hiding ran out during a long
@@ -103,20 +119,16 @@ where
     F: FnMut(DlqItem) -> Fut,
     Fut: Future<Output = Result<(DlqItem, bool), EngineError>>,
 {
+    // One scan at a time in this process: a listing (the dashboard's, say) would otherwise hide
+    // the letters a redrive beside it is looking for.
+    let _one_at_a_time = SCANS.lock().await;
     let mut seen: Vec<(DlqItem, bool)> = Vec::new();
     let mut held: Vec<String> = Vec::new();
     let mut result = Ok(());
     let patience = std::time::Instant::now() + SCAN_PATIENCE;
     let mut renewed = std::time::Instant::now();
     'scan: loop {
-        if renewed.elapsed() >= SCAN_RENEW {
-            for receipt in &held {
-                if let Err(e) = dlq.change_visibility(receipt, SCAN_VISIBILITY).await {
-                    tracing::warn!(error = %e, "could not keep a dead letter hidden during a scan");
-                }
-            }
-            renewed = std::time::Instant::now();
-        }
+        renew(dlq, &held, &[], &mut renewed).await;
         // A short wait, not zero: SQS may answer an instant poll with nothing while messages exist.
         let batch = match dlq.receive(10, SCAN_WAIT, SCAN_VISIBILITY).await {
             Ok(b) => b,
@@ -135,7 +147,11 @@ where
             continue;
         }
         let mut wrapped = false;
-        for m in batch {
+        let mut batch = batch.into_iter();
+        while let Some(m) = batch.next() {
+            // Slow removals (a restart per letter) must not let the held letters reappear.
+            let rest: Vec<&str> = batch.as_slice().iter().map(|m| m.receipt.as_str()).collect();
+            renew(dlq, &held, &rest, &mut renewed).await;
             if wrapped || seen.iter().any(|(item, _)| item.message_id == m.message_id) {
                 wrapped = true;
                 held.push(m.receipt);
@@ -223,14 +239,23 @@ where
     F: Fn(DeadLetter) -> Fut,
     Fut: Future<Output = Result<bool, EngineError>>,
 {
-    let removed = Mutex::new(Vec::new());
+    let removed: Mutex<Vec<(Job, bool)>> = Mutex::new(Vec::new());
     scan(dlq, |item| {
         let wanted = ids.is_empty() || ids.iter().any(|id| item.matches(id));
         let (restart, removed) = (&restart, &removed);
         async move {
             match &item.letter {
+                // An input refused at intake never passed the intake's checks: restarting it
+                // would process what the allow-lists keep out. It stays for an operator to purge.
+                Ok(letter) if wanted && letter.refused_at_intake() => Ok((item, false)),
                 Ok(letter) if wanted => {
-                    let started = restart(letter.clone()).await?;
+                    // One start per job per redrive, however many of its letters are on the queue.
+                    let again = removed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .any(|(j, started)| *started && j.job_id == letter.job.job_id);
+                    let started = !again && restart(letter.clone()).await?;
                     removed.lock().unwrap_or_else(PoisonError::into_inner).push((letter.job.clone(), started));
                     // Restarted now or before: either way the letter has been dealt with.
                     crash::reach(crash::REDRIVEN);

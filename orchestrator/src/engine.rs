@@ -334,7 +334,7 @@ impl EmbeddedEngine {
         let mut fresh = letter.job.clone();
         fresh.attempt = 1;
         fresh.task_token = None;
-        let event = OwnedEvent::Redriven { moved_by_queue: letter.moved_by_queue() };
+        let event = OwnedEvent::Redriven { moved_attempt: letter.moved_by_queue().then_some(letter.job.attempt) };
         let applied = self.apply(fresh.job_id.clone(), Some(fresh), event, None).await?;
         Ok(!matches!(applied, Applied::Ignored(_)))
     }
@@ -429,7 +429,7 @@ enum OwnedEvent {
     Failed { attempt: u32, error: protocol::JobError },
     Due,
     DeadLettered,
-    Redriven { moved_by_queue: bool },
+    Redriven { moved_attempt: Option<u32> },
     Refused { error: protocol::JobError },
 }
 
@@ -442,7 +442,7 @@ impl OwnedEvent {
             OwnedEvent::Failed { attempt, error } => Event::Failed { attempt: *attempt, error },
             OwnedEvent::Due => Event::Due,
             OwnedEvent::DeadLettered => Event::DeadLettered,
-            OwnedEvent::Redriven { moved_by_queue } => Event::Redriven { moved_by_queue: *moved_by_queue },
+            OwnedEvent::Redriven { moved_attempt } => Event::Redriven { moved_attempt: *moved_attempt },
             OwnedEvent::Refused { error } => Event::Refused { error },
         }
     }

@@ -12,6 +12,9 @@ use crate::sfn::DEAD_LETTER_SOURCE;
 use crate::time::rfc3339;
 use crate::workflow::JobState;
 
+/// The history note of an input refused at intake.
+pub const REFUSED_NOTE: &str = "refused at intake";
+
 /// The error code of a job message the jobs queue moved to the DLQ by its redrive policy.
 pub const MOVED_BY_QUEUE: &str = "MaxReceiveCountExceeded";
 
@@ -88,7 +91,7 @@ impl DeadLetter {
             error: Some(error.clone()),
             delay_ms: None,
             ceiling_ms: None,
-            note: Some("refused at intake".into()),
+            note: Some(REFUSED_NOTE.into()),
         };
         Self {
             v: MESSAGE_VERSION,
@@ -99,6 +102,11 @@ impl DeadLetter {
             history_trimmed: 0,
             dead_lettered_at: rfc3339(now),
         }
+    }
+
+    /// Whether this letter records an input refused at intake (see [`DeadLetter::refused`]).
+    pub fn refused_at_intake(&self) -> bool {
+        self.attempts == 0 && self.history.iter().any(|h| h.note.as_deref() == Some(REFUSED_NOTE))
     }
 
     /// Whether this is a job message the jobs queue moved (its job never reported) rather

@@ -215,9 +215,10 @@ pub enum Event<'a> {
     DeadLettered,
     /// An operator started a dead-lettered job again from its first attempt.
     Redriven {
-        /// The letter is a job message the jobs queue moved after too many deliveries: the
-        /// job never reported, so it rests in `ProcessImage` or `Retry`, not `Fail`.
-        moved_by_queue: bool,
+        /// `Some(attempt)` when the letter is the message of that attempt, moved by the jobs
+        /// queue after too many deliveries: the job never reported it, so it rests in
+        /// `ProcessImage` or `Retry` at that attempt, not in `Fail`.
+        moved_attempt: Option<u32>,
     },
     /// An input that cannot become a job (a key no backend can carry, a bucket outside the
     /// allow-lists) arrived by a notification or the folder watcher, where nobody can be
@@ -272,10 +273,12 @@ pub enum Ignored {
     NotApplicable,
 }
 
-/// Whether a job resting in `state` restarts on a redrive: a failed one does; a job whose
-/// message the queue moved away restarts from wherever it waits, short of `Success`.
-fn redrivable(state: JobState, moved_by_queue: bool) -> bool {
-    state == JobState::Fail || (moved_by_queue && matches!(state, JobState::ProcessImage | JobState::Retry))
+/// Whether a job resting `at` restarts on a redrive: a failed one does; a job whose message
+/// the queue moved away restarts from where that same attempt waits (a letter of an older
+/// attempt finds a newer one running, and leaves it be).
+fn redrivable(at: Position, moved_attempt: Option<u32>) -> bool {
+    at.state == JobState::Fail
+        || (moved_attempt == Some(at.attempt) && matches!(at.state, JobState::ProcessImage | JobState::Retry))
 }
 
 fn entry(now: i64, state: JobState, attempt: u32) -> HistoryEntry {
@@ -314,7 +317,7 @@ pub fn step(
         (None, Event::Refused { error }) => {
             let mut dead = entry(now, JobState::DeadLetter, 0);
             dead.error = Some(error.clone());
-            dead.note = Some("refused at intake".into());
+            dead.note = Some(crate::dead_letter::REFUSED_NOTE.into());
             Ok(Transition {
                 to: Position { state: JobState::DeadLetter, attempt: 0, started_at: None },
                 due_at: now,
@@ -325,7 +328,7 @@ pub fn step(
         }
         // Only a failed job restarts: a letter redriven twice (a copy, or a redrive that
         // crashed before it took the letter off the queue) finds its job running or done.
-        (at, Event::Redriven { moved_by_queue }) if at.is_none_or(|a| redrivable(a.state, moved_by_queue)) => {
+        (at, Event::Redriven { moved_attempt }) if at.is_none_or(|a| redrivable(a, moved_attempt)) => {
             Ok(queued(1, Some("redriven from the dead-letter queue")))
         }
         (Some(_), Event::Redriven { .. }) => Err(Ignored::NotApplicable),
@@ -483,7 +486,7 @@ mod tests {
         let retryable = JobError::retryable("S3", "503");
         let permanent = JobError::permanent("NotAnImage", "text");
         let now = 1_000_000;
-        let (letter, moved) = (Event::Redriven { moved_by_queue: false }, Event::Redriven { moved_by_queue: true });
+        let (letter, moved) = (Event::Redriven { moved_attempt: None }, Event::Redriven { moved_attempt: Some(2) });
         type Want = Result<(JobState, u32, Vec<JobState>, Vec<Effect>), Ignored>;
         let cases: Vec<(Option<Position>, Event<'_>, Want)> = vec![
             (None, Event::Submitted { attempt: 1 }, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
@@ -531,6 +534,7 @@ mod tests {
             (at(ProcessImage, 2), moved, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
             (at(Retry, 2), moved, Ok((ProcessImage, 1, vec![ProcessImage], vec![Effect::SendJob]))),
             (at(Success, 2), moved, Err(Ignored::NotApplicable)),
+            (at(ProcessImage, 3), moved, Err(Ignored::NotApplicable)),
             (
                 None,
                 Event::Refused { error: &permanent },

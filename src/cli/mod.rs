@@ -136,9 +136,48 @@ struct WorkerOnlyArgs {
     metrics_listen: Option<SocketAddr>,
 }
 
+/// The deployment flags every command accepts (they may come before the command:
+/// `imgpipe --data-dir D serve`), and the commands that have no use for them: their help
+/// leaves them out.
+const DEPLOYMENT_FLAGS: &[&str] = &[
+    "data_dir",
+    "blob_store",
+    "queue_backend",
+    "orchestrator",
+    "jobs_queue",
+    "reports_queue",
+    "dead_letter_queue",
+    "state_machine_arn",
+];
+const WITHOUT_A_DEPLOYMENT: &[&str] = &["process", "asl", "health", "completions"];
+
+/// The command line, each command's help showing only the flags it uses.
+fn command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    // A command that has its own copy of a global flag does not get the global one: give
+    // these commands hidden copies, still accepted (and ignored) where a script passes them.
+    let hidden =
+        |id: &str| command.get_arguments().find(|a| a.get_id() == id).map(|a| a.clone().global(false).hide(true));
+    let copies: Vec<(&str, Vec<clap::Arg>)> = WITHOUT_A_DEPLOYMENT
+        .iter()
+        .map(|name| {
+            let flags = DEPLOYMENT_FLAGS.iter().copied().chain((*name != "health").then_some("health_file"));
+            (*name, flags.filter_map(&hidden).collect())
+        })
+        .collect();
+    for (name, args) in copies {
+        command = command.mut_subcommand(name, |sub| sub.args(args));
+    }
+    command
+}
+
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -82,8 +82,9 @@ impl Progress {
     /// Prints a message without breaking the bar.
     pub fn println(&self, message: &str) {
         match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
+            // A hidden bar (stderr is no terminal) would swallow the line.
+            Some(bar) if !bar.is_hidden() => bar.println(message),
+            _ => eprintln!("{message}"),
         }
     }
 

@@ -69,6 +69,15 @@ fn expand(inputs: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
             out.push((input.clone(), key));
         }
     }
+    // Two files under one key would overwrite each other in the bucket.
+    let mut keys: Vec<&str> = out.iter().map(|(_, k)| k.as_str()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!(
+            "two of the files would both be {:?}: submit them from their folder, or one at a time with --prefix",
+            pair[0]
+        );
+    }
     Ok(out)
 }
 

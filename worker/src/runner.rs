@@ -104,12 +104,10 @@ impl Runner {
             for message in messages {
                 let Some(permit) = permits.pop() else { break };
                 let (me, attempts, hard_stop) = (self.clone(), Arc::clone(&attempts), hard_stop.clone());
-                let busy = busy.clone();
-                busy.increment(1.0);
+                let busy = Busy::start(busy.clone());
                 tasks.spawn(async move {
                     me.handle(&attempts, message, hard_stop).await;
-                    busy.decrement(1.0);
-                    drop(permit);
+                    drop((busy, permit));
                 });
             }
             while tasks.try_join_next().is_some() {}
@@ -176,5 +174,21 @@ impl Lease for Visibility<'_> {
         if let Err(e) = self.queue.change_visibility(self.receipt, self.period).await {
             tracing::warn!(error = %e, "could not extend visibility");
         }
+    }
+}
+
+/// A busy slot on the gauge, for as long as it lives (a task that panics gives it back too).
+struct Busy(metrics::Gauge);
+
+impl Busy {
+    fn start(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }

@@ -43,8 +43,8 @@ pub struct QueueStats {
     pub in_flight: u64,
     /// Sent with a delay that has not yet passed.
     pub delayed: u64,
-    /// How long the oldest message has waited since it was sent, when the queue can tell
-    /// cheaply (SQS publishes it to CloudWatch only).
+    /// How long the oldest message ready to be received has waited since it was sent (zero
+    /// when none waits), when the queue can tell cheaply (SQS publishes it to CloudWatch only).
     pub oldest_age: Option<std::time::Duration>,
 }
 

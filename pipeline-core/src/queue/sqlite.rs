@@ -257,13 +257,14 @@ impl Queue for SqliteQueue {
                         COALESCE(SUM(visible_at <= ?2), 0),
                         COALESCE(SUM(visible_at > ?2 AND receipt IS NOT NULL), 0),
                         COALESCE(SUM(visible_at > ?2 AND receipt IS NULL), 0),
-                        MIN(sent_at)
+                        MIN(CASE WHEN visible_at <= ?2 THEN sent_at END)
                      FROM queue_messages WHERE queue = ?1",
                     params![name, now],
                     |r| {
+                        // The oldest message waiting to be received; none waiting is an age of 0.
                         let oldest: Option<i64> = r.get(3)?;
-                        let oldest_age =
-                            oldest.map(|sent| Duration::from_millis(u64::try_from(now - sent).unwrap_or(0)));
+                        let waited = oldest.map_or(0, |sent| u64::try_from(now - sent).unwrap_or(0));
+                        let oldest_age = Some(Duration::from_millis(waited));
                         Ok(QueueStats { visible: r.get(0)?, in_flight: r.get(1)?, delayed: r.get(2)?, oldest_age })
                     },
                 )
