@@ -132,6 +132,34 @@ fn image(i: usize, v: usize) -> (Vec<u8>, (u32, u32)) {
     (gradient_png(w, h), (w, h))
 }
 
+/// Input `i` of a run, arriving by `upload` (a drop-in, an S3 upload) and `post`: one in 25
+/// is not an image; the others are uploaded, most then also POSTed (two intakes of one
+/// upload), and one in ten is replaced while its job is on its way. Returns its key and its
+/// last version's size (`None`: not an image).
+async fn feed(i: usize, upload: impl AsyncFn(&str, Vec<u8>), post: impl AsyncFn(&str)) -> (String, Option<(u32, u32)>) {
+    if i % 25 == 7 {
+        let key = format!("notes/{i}.jpg");
+        upload(&key, b"meeting notes, not a photo\n".to_vec()).await;
+        return (key, None);
+    }
+    let key = format!("photos/{i}.png");
+    let (bytes, mut last) = image(i, 0);
+    upload(&key, bytes).await;
+    if i % 3 != 0 {
+        post(&key).await;
+    }
+    if i % 10 == 3 {
+        tokio::time::sleep(Duration::from_millis((i % 7) as u64 * 40)).await;
+        let (bytes, dims) = image(i, 1);
+        upload(&key, bytes).await;
+        last = dims;
+        if i % 20 == 3 {
+            post(&key).await;
+        }
+    }
+    (key, Some(last))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -182,31 +210,14 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
         if next < images {
             let i = next;
             next += 1;
-            if i % 25 == 7 {
-                let key = format!("notes/{i}.jpg");
-                write_file(&originals.join(&key), b"meeting notes, not a photo\n");
-                expected.insert(key, None);
-            } else {
-                let key = format!("photos/{i}.png");
-                let (bytes, dims) = image(i, 0);
-                write_file(&originals.join(&key), &bytes);
-                let mut last = dims;
-                // Most are uploaded then POSTed (two intakes of one upload); some only dropped.
-                if i % 3 != 0 {
-                    post_until_taken(&http, &stack.url("/process"), &key).await;
-                }
-                // Some are replaced while their job is on its way.
-                if i % 10 == 3 {
-                    tokio::time::sleep(Duration::from_millis((i % 7) as u64 * 40)).await;
-                    let (bytes, dims) = image(i, 1);
-                    write_file(&originals.join(&key), &bytes);
-                    last = dims;
-                    if i % 20 == 3 {
-                        post_until_taken(&http, &stack.url("/process"), &key).await;
-                    }
-                }
-                expected.insert(key, Some(last));
-            }
+            let url = stack.url("/process");
+            let (key, last) = feed(
+                i,
+                async |key: &str, bytes: Vec<u8>| write_file(&originals.join(key), &bytes),
+                async |key: &str| post_until_taken(&http, &url, key).await,
+            )
+            .await;
+            expected.insert(key, last);
             tokio::time::sleep(per_input).await;
         } else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -418,28 +429,18 @@ async fn on_s3_sqs_and_step_functions_with_the_emulator_paused_every_input_ends_
         if next < images {
             let i = next;
             next += 1;
-            if i % 25 == 7 {
-                let key = format!("notes/{i}.jpg");
-                put(&rig, key.clone(), b"meeting notes, not a photo\n".to_vec()).await;
-                expected.insert(key, None);
-            } else {
-                let key = format!("photos/{i}.png");
-                let (bytes, mut last) = image(i, 0);
-                put(&rig, key.clone(), bytes).await;
-                let request = serde_json::json!({ "sourceBucket": rig.original(), "sourceKey": key, "destinationBucket": rig.resized() });
-                if i % 3 != 0 {
-                    post_json_until_taken(&http, &format!("{url}/process"), &request).await;
-                }
-                if i % 10 == 3 {
-                    let (bytes, dims) = image(i, 1);
-                    put(&rig, key.clone(), bytes).await;
-                    last = dims;
-                    if i % 20 == 3 {
-                        post_json_until_taken(&http, &format!("{url}/process"), &request).await;
-                    }
-                }
-                expected.insert(key, Some(last));
-            }
+            let process = format!("{url}/process");
+            let (key, last) = feed(
+                i,
+                async |key: &str, bytes: Vec<u8>| put(&rig, key.to_owned(), bytes).await,
+                async |key: &str| {
+                    let request = serde_json::json!({
+                        "sourceBucket": rig.original(), "sourceKey": key, "destinationBucket": rig.resized() });
+                    post_json_until_taken(&http, &process, &request).await;
+                },
+            )
+            .await;
+            expected.insert(key, last);
             tokio::time::sleep(per_input).await;
         } else {
             tokio::time::sleep(Duration::from_millis(100)).await;
