@@ -66,6 +66,9 @@ pub async fn queue_send_receive_delete(q: &dyn Queue) {
 pub async fn queue_visibility(q: &dyn Queue) {
     q.send("v", Duration::ZERO).await.unwrap();
     let first = q.receive(1, SEC, 2 * SEC).await.unwrap().pop().unwrap();
+    // When it was sent, for the queue-wait metric: within the last minute.
+    let now = u64::try_from(protocol::time::now_ms()).unwrap();
+    assert!(first.sent_at_ms.is_some_and(|t| t <= now && now - t < 60_000), "{:?}", first.sent_at_ms);
     assert!(q.receive(1, NO_WAIT, SEC).await.unwrap().is_empty(), "hidden while in flight");
     let stats = q.stats().await.unwrap();
     assert_eq!((stats.visible, stats.in_flight), (0, 1));
@@ -207,7 +210,10 @@ pub async fn queue_purge(q: &dyn Queue) {
     q.purge().await.unwrap();
     // SQS purges within seconds; look until it is empty.
     for _ in 0..20 {
-        if q.stats().await.unwrap() == Default::default() {
+        let s = q.stats().await.unwrap();
+        if (s.visible, s.in_flight, s.delayed) == (0, 0, 0) {
+            // A queue that can tell the oldest message's age says none waits.
+            assert!(s.oldest_age.is_none_or(|age| age.is_zero()), "{s:?}");
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
