@@ -433,6 +433,12 @@ async fn get_job(State(state): State<ApiState>, Path(id): Path<String>) -> Resul
 /// The operators' dashboard: one page, no build step (`producer/src/dashboard.html`).
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// An image file's bytes, for the description.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct ImageBytes(Vec<u8>);
+
 /// The largest output the dashboard's thumbnails fetch.
 const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 
@@ -440,7 +446,9 @@ const MAX_OUTPUT_BYTES: u64 = 64 << 20;
     get, path = "/jobs/{id}/outputs/{rendition}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id"), ("rendition" = String, Path, description = "The rendition's name")),
     responses(
-        (status = 200, description = "The rendition's bytes, with its content type", content_type = "application/octet-stream"),
+        (status = 200, description = "The rendition's bytes, in its format", content(
+            (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"), (ImageBytes = "image/webp"), (ImageBytes = "image/avif"),
+        )),
         (status = 401, description = "No API key, or an unknown one", body = ErrorBody),
         (status = 404, description = "No such job, or it has no such output", body = ErrorBody),
         (status = 503, description = "A cap is reached or storage failed; try again later", body = ErrorBody),
