@@ -338,3 +338,32 @@ async fn the_dlq_listing_shows_every_failed_upload_twenty_times_in_a_row_on_both
     every_failure_is_listed(&mut Rig::new().await, 20).await;
     every_failure_is_listed(&mut Rig::with_step_functions().await, 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_its_post_and_a_repeated_notification_make_one_job_on_s3() {
+    for mut rig in [Rig::new().await, Rig::with_step_functions().await] {
+        let url = rig.serve(&["--s3-events-queue", &rig.name("events")]);
+        rig.put_original("once.jpg", MYPHOTO).await;
+        // The upload's notification starts the job; the POST for the same upload names it.
+        let posted = rig.post(&url, "once.jpg", "?wait=60").await;
+        let id = posted["jobId"].as_str().expect("id").to_owned();
+        assert_eq!(rig.wait_job(&url, &id).await["state"], "Success");
+        // S3 delivers a notification twice now and then: the same version, the same job.
+        let events = rig.aws.queue(&rig.name("events")).await.expect("events queue");
+        let etag = rig.s3.head(&rig.original(), "once.jpg").await.expect("head").version.expect("etag");
+        let again = serde_json::json!({ "Records": [{ "eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
+            "s3": { "bucket": { "name": rig.original() }, "object": { "key": "once.jpg", "eTag": etag } } }] });
+        events.send(&again.to_string(), Duration::ZERO).await.expect("send");
+        eventually(Duration::from_secs(30), "the repeated notification to be handled", || async {
+            let s = events.stats().await.ok()?;
+            (s.visible + s.in_flight == 0).then_some(())
+        })
+        .await;
+        let jobs: serde_json::Value =
+            reqwest::get(format!("{url}/jobs")).await.expect("jobs").json().await.expect("json");
+        let mine: Vec<_> =
+            jobs["jobs"].as_array().expect("jobs").iter().filter(|j| j["sourceKey"] == "once.jpg").collect();
+        assert_eq!(mine.len(), 1, "one job for one upload: {jobs}");
+        assert_eq!(mine[0]["jobId"], id.as_str());
+    }
+}

@@ -29,11 +29,16 @@ struct Rig {
 }
 
 fn rig(config: Policy) -> Rig {
+    rig_with_dlq(config, |dlq| dlq)
+}
+
+/// A rig whose engine sends dead letters through `wrap(dlq)`.
+fn rig_with_dlq(config: Policy, wrap: impl FnOnce(Arc<dyn Queue>) -> Arc<dyn Queue>) -> Rig {
     let dir = TempDir::new().expect("tempdir");
     let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
     let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
     let (jobs, dlq) = (q("jobs"), q("dlq"));
-    let queues = Queues { jobs: Arc::clone(&jobs), reports: q("reports"), dead_letters: Arc::clone(&dlq) };
+    let queues = Queues { jobs: Arc::clone(&jobs), reports: q("reports"), dead_letters: wrap(Arc::clone(&dlq)) };
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let engine = EmbeddedEngine::open(&db, queues, config).expect("engine").with_clock(clock.clone());
     Rig { _dir: dir, clock, engine, jobs, dlq }
@@ -295,11 +300,13 @@ async fn a_second_start_under_a_used_id_is_a_conflict_not_an_outage() {
     assert!(err.conflict, "intake answers 409, not 503: {err}");
 }
 
-/// A queue that answers its first receives with nothing, as SQS may while messages wait.
+/// A queue that answers its first receives with nothing, as SQS may while messages wait,
+/// and refuses to send bodies that contain `refuse` (a letter it cannot take).
 #[derive(Debug)]
 struct Sampling {
     inner: Arc<dyn Queue>,
     empty_answers: std::sync::atomic::AtomicU32,
+    refuse: Option<&'static str>,
 }
 
 #[async_trait::async_trait]
@@ -308,6 +315,9 @@ impl Queue for Sampling {
         self.inner.name()
     }
     async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        if self.refuse.is_some_and(|marker| body.contains(marker)) {
+            return Err(QueueError::Invalid("this letter is refused".into()));
+        }
         self.inner.send(body, delay).await
     }
     async fn receive(&self, max: usize, wait: Duration, visibility: Duration) -> Result<Vec<Received>, QueueError> {
@@ -337,7 +347,7 @@ async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_o
     let r = rig(Policy::default());
     r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
     r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
-    let sampling = Sampling { inner: Arc::clone(&r.dlq), empty_answers: 3.into() };
+    let sampling = Sampling { inner: Arc::clone(&r.dlq), empty_answers: 3.into(), refuse: None };
     let survey = dead_letter::survey(&sampling).await.expect("survey");
     assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (2, 0), "empty answers are not an empty queue");
 
@@ -392,4 +402,28 @@ async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_
     let rec = r.engine.get(&last.job_id).await.expect("get").expect("record");
     assert_eq!((rec.state, rec.attempts), (JobState::ProcessImage, 1), "its heartbeat arrived: {:?}", states(&rec));
     assert!(rec.history.iter().all(|h| h.error.is_none()), "never judged lost: {:?}", rec.history);
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_sent_does_not_hold_back_the_next_one() {
+    let refusing =
+        |dlq| Arc::new(Sampling { inner: dlq, empty_answers: 0.into(), refuse: Some("stuck.jpg") }) as Arc<dyn Queue>;
+    let r = rig_with_dlq(Policy::default(), refusing);
+    let bad = JobError::permanent("NotAnImage", "text");
+    let mut ids = Vec::new();
+    for key in ["stuck.jpg", "next.jpg"] {
+        let job = Job::new("original", key, "resized", vec![Rendition::thumbnail()]);
+        r.engine.start(job).await.expect("start");
+        let taken = take_job(r.jobs.as_ref()).await;
+        r.engine.apply_report(Report::new(&taken, ReportKind::Failed { error: bad.clone() })).await.expect("apply");
+        ids.push(taken.job_id);
+    }
+    // The older letter cannot be sent; the newer one went out all the same.
+    assert_eq!(r.engine.get(&ids[0]).await.expect("get").expect("job").state, JobState::DeadLetter);
+    assert_eq!(r.engine.get(&ids[1]).await.expect("get").expect("job").state, JobState::Fail);
+    let listed = dead_letter::list(r.dlq.as_ref()).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].matches(&ids[1]));
+    // And a timer pass keeps trying the stuck one without failing the others.
+    assert!(r.engine.tick().await.is_err(), "the refused send is reported");
 }
