@@ -223,8 +223,14 @@ fn entries(job: &serde_json::Value, state: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_that_die_after_writing_or_after_reporting_leave_one_success_on_step_functions() {
-    let mut rig = Rig::with_step_functions().await;
+async fn workers_that_die_after_writing_or_after_reporting_leave_one_success_on_both_orchestrators() {
+    for mut rig in [Rig::new().await, Rig::with_step_functions().await] {
+        worker_windows(&mut rig).await;
+    }
+}
+
+/// A worker crashes after writing, then another after reporting; a healthy one takes over.
+async fn worker_windows(rig: &mut Rig) {
     let url = rig.serve(&["--workers", "0"]);
     for (key, point) in [("written.jpg", "outputs-written"), ("reported.jpg", "reported")] {
         let crashing = rig.worker(&format!("crash-at={point}"));
