@@ -102,7 +102,10 @@ pub(crate) async fn run(stack: &Deployment, command: DlqCommand) -> anyhow::Resu
             }
             let missing: Vec<_> = ids.iter().filter(|id| !redriven.iter().any(|j| &j.job_id == *id)).collect();
             if !missing.is_empty() {
-                eprintln!("imgpipe: not on the dead-letter queue (or unreadable): {missing:?}");
+                eprintln!(
+                    "imgpipe: not redriven: {missing:?} (not on the dead-letter queue, unreadable, or an input refused \
+                     at intake, which cannot run: purge it)"
+                );
                 return Ok(ExitCode::FAILURE);
             }
             println!("{} job(s) redriven", redriven.iter().filter(|j| !j.already_restarted).count());
