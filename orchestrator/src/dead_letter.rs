@@ -329,31 +329,26 @@ impl DeadLetters {
     /// # Errors
     /// The queue or a restart failed; what was redriven before stays redriven.
     pub async fn redrive(&self, ids: &[String]) -> Result<Vec<Redriven>, EngineError> {
-        let fresh_ids = Mutex::new(Vec::new());
-        let fresh_ids_ref = &fresh_ids;
         let jobs = redrive(self.queue.as_ref(), ids, |letter| async move {
-            let fresh_ids = fresh_ids_ref;
             match &self.restart {
                 Restart::Same(engine) => engine.redrive(&letter).await,
                 Restart::Fresh(orchestrator) => {
-                    let job = letter.job;
-                    let fresh = Job::redrive_of(&job);
-                    let fresh_id = fresh.job_id.clone();
-                    let started = orchestrator.get(&fresh_id).await?.is_none();
+                    let fresh = Job::redrive_of(&letter.job);
+                    let started = orchestrator.get(&fresh.job_id).await?.is_none();
                     if started {
                         orchestrator.start(fresh).await?;
                     }
-                    fresh_ids.lock().unwrap_or_else(PoisonError::into_inner).push((job.job_id, fresh_id));
                     Ok(started)
                 }
             }
         })
         .await?;
-        let fresh_ids = fresh_ids.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // The job that takes a letter over has an id that follows from the failed one's.
+        let fresh = matches!(self.restart, Restart::Fresh(_));
         Ok(jobs
             .into_iter()
             .map(|(job, started)| Redriven {
-                continues_as: fresh_ids.iter().find(|(old, _)| *old == job.job_id).map(|(_, new)| new.clone()),
+                continues_as: fresh.then(|| Job::redrive_of(&job).job_id),
                 job_id: job.job_id,
                 source_bucket: job.source_bucket,
                 source_key: job.source_key,
