@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # What building imgpipe needs beyond the Rust toolchain, installed if missing: Debian's
-# cmake and nasm (libjpeg-turbo and rav1e are built from source with them). Sourced by
+# cmake, make and nasm (libjpeg-turbo and rav1e are built from source with them). Sourced by
 # scripts/run.sh and scripts/test.sh; extra package names can be passed (e.g. python3-venv).
 #
 #   scripts/build-deps.sh [PACKAGE...]
 set -euo pipefail
 need=()
-for tool in cmake nasm; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in cmake nasm make; do command -v "$tool" >/dev/null || need+=("$tool"); done
 for package in "$@"; do
   case "$package" in
     python3-venv) python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv) ;;
