@@ -70,8 +70,8 @@ until in_box curl -fsS -o /dev/null http://127.0.0.1:8080/healthz 2>/dev/null; d
     sleep 5
 done
 say "serving after $((SECONDS - start)) s"
-docker logs "$container" 2>&1 | grep -q 'installing cmake nasm' ||
-    fail "run.sh did not say it installed cmake and nasm"
+log=$(docker logs "$container" 2>&1)
+grep -q 'installing cmake nasm' <<<"$log" || fail "run.sh did not say it installed cmake and nasm"
 for tool in cmake nasm; do in_box sh -c "command -v $tool" >/dev/null || fail "$tool missing after run.sh"; done
 
 in_box cp tests/fixtures/myphoto.jpg data/buckets/original/

@@ -5,7 +5,8 @@
 # server for the AWS tests, cfn-lint and checkov for the template, hadolint for the Dockerfile; Docker Engine and compose must be
 # running or installable), checks formatting and lints, starts the AWS emulator on
 # 127.0.0.1, runs every test, stops it; then schemathesis against the live API's own OpenAPI
-# description and each fuzz target for 60 s. `scripts/lambda-build.sh` (the Lambda zips, ~15 min
+# description, each fuzz target for 60 s, and the README's run command in a fresh Debian
+# container without cmake, nasm or make (`scripts/fresh-machine.sh`). `scripts/lambda-build.sh` (the Lambda zips, ~15 min
 # cold) is a separate check.
 #
 #   scripts/test.sh            # everything
@@ -53,4 +54,7 @@ if [[ $# -eq 0 ]]; then
 
     step "fuzzing (60 s a target)"
     scripts/fuzz.sh 60
+
+    step "the README's run command on a fresh machine (debootstrap, no cmake, nasm or make)"
+    scripts/fresh-machine.sh
 fi
