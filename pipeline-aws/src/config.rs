@@ -1,12 +1,15 @@
 //! The AWS settings, loaded once from the standard sources (`AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials files, container and instance roles),
-//! with connect and read timeouts, and the S3 and SQS clients built from them once and shared.
+//! with connect and read timeouts, and the S3 and SQS clients built from them once and shared,
+//! each counting the requests it sends (`requests`).
 
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_sdk_s3::config::Credentials;
+
+use crate::requests::CountRequests;
 
 /// How long a connection may take to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,18 +79,21 @@ impl AwsConfig {
     /// An S3 client. With an endpoint override it addresses buckets by path
     /// (`http://host/bucket/key`), as emulators need.
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(&self.sdk).force_path_style(self.endpoint_url().is_some()).build();
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+            .force_path_style(self.endpoint_url().is_some())
+            .interceptor(CountRequests)
+            .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
 
     /// An SQS client.
     pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.sdk)
+        aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&self.sdk).interceptor(CountRequests).build())
     }
 
     /// A Step Functions client.
     pub fn sfn_client(&self) -> aws_sdk_sfn::Client {
-        aws_sdk_sfn::Client::new(&self.sdk)
+        aws_sdk_sfn::Client::from_conf(aws_sdk_sfn::config::Builder::from(&self.sdk).interceptor(CountRequests).build())
     }
 
     /// Every client, built once.

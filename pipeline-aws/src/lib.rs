@@ -20,6 +20,7 @@ pub mod backends;
 pub mod config;
 pub mod error;
 pub mod redrive;
+pub mod requests;
 pub mod s3;
 pub mod setup;
 pub mod sfn;

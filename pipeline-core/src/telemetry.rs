@@ -17,6 +17,8 @@
 //! | `imgpipe_heartbeats_total` | counter | `result` (`sent`/`failed`) | workers |
 //! | `imgpipe_queue_messages` | gauge | `queue`, `state` | the API, at each scrape |
 //! | `imgpipe_queue_oldest_age_seconds` | gauge | `queue` | the API, at each scrape (SQLite queues) |
+//! | `imgpipe_aws_requests_total` | counter | `service`, `operation` | every AWS client (each HTTP attempt, retries too) |
+//! | `imgpipe_aws_empty_receives_total` | counter | | SQS clients: receives that returned no message |
 
 use std::sync::OnceLock;
 
@@ -50,6 +52,11 @@ pub const HEARTBEATS: &str = "imgpipe_heartbeats_total";
 pub const QUEUE_MESSAGES: &str = "imgpipe_queue_messages";
 /// Age of a queue's oldest message.
 pub const QUEUE_OLDEST_AGE: &str = "imgpipe_queue_oldest_age_seconds";
+
+/// AWS requests sent, by service and operation: what the bill counts.
+pub const AWS_REQUESTS: &str = "imgpipe_aws_requests_total";
+/// SQS receives that came back empty (idle long polls), counted in [`AWS_REQUESTS`] too.
+pub const AWS_EMPTY_RECEIVES: &str = "imgpipe_aws_empty_receives_total";
 
 /// Buckets of every `_seconds` histogram: 5 ms to 5 min.
 const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -96,6 +103,8 @@ fn describe() {
     describe_counter!(HEARTBEATS, "Heartbeats sent to the orchestrator, or that failed.");
     describe_gauge!(QUEUE_MESSAGES, "Messages in each queue, by state.");
     describe_gauge!(QUEUE_OLDEST_AGE, "How long the oldest message of a queue has waited.");
+    describe_counter!(AWS_REQUESTS, "AWS requests sent (each attempt, retries too), by service and operation.");
+    describe_counter!(AWS_EMPTY_RECEIVES, "SQS receives that returned no message.");
 }
 
 /// Records `seconds` for `stage` of an attempt.
