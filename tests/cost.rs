@@ -242,9 +242,22 @@ fn original(prices: &Value, workload: &Value) -> Bill {
     bill
 }
 
-/// Ours: the counted requests; the API on HTTP API + Lambda (or in the engine's container,
-/// behind HTTP API); workers on Lambda or Fargate.
-fn ours(prices: &Value, workload: &Value, measured: &Measured, api_lambda: bool, fargate: bool) -> Bill {
+/// Where the API runs: the API Lambda, or the engine's own container.
+#[derive(PartialEq)]
+enum Api {
+    Lambda,
+    InTheEngine,
+}
+
+/// Where the workers run.
+#[derive(PartialEq)]
+enum Workers {
+    Lambda,
+    Fargate,
+}
+
+/// Ours: the counted requests, an HTTP API in front, the API and the workers where named.
+fn ours(prices: &Value, workload: &Value, measured: &Measured, api: Api, workers: Workers) -> Bill {
     let mut bill = Bill::new();
     bill.add("HTTP API request", 1.0, num(prices, "httpApi.request"));
     price_requests(&mut bill, measured, prices);
@@ -255,14 +268,14 @@ fn ours(prices: &Value, workload: &Value, measured: &Measured, api_lambda: bool,
             num(prices, "stepFunctions.standardTransition"),
         );
     }
-    if api_lambda {
+    if api == Api::Lambda {
         let api = &workload["apiLambda"];
         bill.add("API Lambda request", 1.0, num(prices, "lambda.request"));
         let api_gb_s = num(api, "memoryGb") * num(api, "seconds");
         bill.add("API Lambda GB-s", api_gb_s, gb_second_price(prices, api["architecture"].as_str().unwrap_or("x86")));
     }
     let rate = engine_rate(workload, "imgpipeMpPerCoreSecond");
-    if fargate {
+    if workers == Workers::Fargate {
         let task = &workload["fargateTask"];
         let seconds = lambda_seconds(workload, rate, num(task, "vcpus")) / num(task, "utilisation");
         let per_hour = num(task, "vcpus") * num(prices, "fargate.arm64VcpuHour")
@@ -312,16 +325,16 @@ async fn cost_per_million_images_from_counted_requests() {
     table(
         &mut out,
         "ours: Step Functions Standard, Lambda workers",
-        &ours(&prices, &workload, &sfn, true, false),
+        &ours(&prices, &workload, &sfn, Api::Lambda, Workers::Lambda),
         reference,
     );
     table(
         &mut out,
         "ours: Step Functions Standard, Fargate workers",
-        &ours(&prices, &workload, &sfn, true, true),
+        &ours(&prices, &workload, &sfn, Api::Lambda, Workers::Fargate),
         reference,
     );
-    let mut engine = ours(&prices, &workload, &embedded, false, true);
+    let mut engine = ours(&prices, &workload, &embedded, Api::InTheEngine, Workers::Fargate);
     // The engine's own task: 0.25 vCPU, 0.5 GB, all month.
     engine.fixed_per_month =
         730.0 * (0.25 * num(&prices, "fargate.arm64VcpuHour") + 0.5 * num(&prices, "fargate.arm64GbHour"));
@@ -357,6 +370,6 @@ async fn cost_per_million_images_from_counted_requests() {
 
     // What the Step Functions shapes pay is the transitions, as the original did; the engine's
     // shape leaves them out.
-    assert!(ours(&prices, &workload, &sfn, true, false).per_million() > 0.8 * reference);
+    assert!(ours(&prices, &workload, &sfn, Api::Lambda, Workers::Lambda).per_million() > 0.8 * reference);
     assert!(engine.per_million() <= 0.2 * reference, "the engine's shape: {:.2} $/M", engine.per_million());
 }
