@@ -12,5 +12,12 @@ jobs=${1:-200}
 scripts/build-deps.sh python3-venv
 trap 'scripts/moto.sh stop' EXIT
 eval "$(scripts/moto.sh start)"
-IMGPIPE_COST_JOBS=$jobs cargo test --locked --test cost -- --nocapture 2>&1 |
-    sed -n '/^cost per million/,/^empty receives/p'
+log=${CARGO_TARGET_DIR:-target}/cost.log
+mkdir -p "$(dirname "$log")"
+# The tables only; the whole output (the build, a failed check) when the run fails.
+if IMGPIPE_COST_JOBS=$jobs cargo test --locked --test cost -- --nocapture >"$log" 2>&1; then
+    sed -n '/^cost per million/,/^empty receives/p' "$log"
+else
+    cat "$log" >&2
+    exit 1
+fi

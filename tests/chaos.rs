@@ -407,15 +407,10 @@ async fn on_s3_sqs_and_step_functions_with_the_emulator_paused_every_input_ends_
     let mut url = rig.serve(&serve_args);
     let mut server = rig.children.len() - 1;
     let start_worker = |rig: &mut Rig| {
-        let child = rig
-            .command(&["worker", "--workers", "2", "--visibility-timeout", "5s", "--heartbeat-interval", "1s"])
-            .env("IMGPIPE_MAX_RECEIVE_COUNT", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker");
-        rig.children.push(child);
-        rig.children.len() - 1
+        let mut worker =
+            rig.command(&["worker", "--workers", "2", "--visibility-timeout", "5s", "--heartbeat-interval", "1s"]);
+        worker.env("IMGPIPE_MAX_RECEIVE_COUNT", "100");
+        rig.start(worker)
     };
     let mut workers = vec![start_worker(&mut rig), start_worker(&mut rig)];
     let http = reqwest::Client::new();

@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::aws::Rig;
@@ -103,13 +102,7 @@ async fn measure(step_functions: bool, jobs: usize) -> Measured {
     let mut rig = if step_functions { Rig::with_step_functions().await } else { Rig::new().await };
     let api = rig.serve(&["--workers", "0"]);
     let worker = format!("http://127.0.0.1:{}", free_port());
-    let child = rig
-        .command(&["worker", "--workers", "2", "--metrics-listen", worker.trim_start_matches("http://")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
-    rig.children.push(child);
+    rig.start(rig.command(&["worker", "--workers", "2", "--metrics-listen", worker.trim_start_matches("http://")]));
     let keys: Vec<String> = (0..jobs).map(|i| format!("cost/photo-{i}.jpg")).collect();
     for key in &keys {
         rig.put_original(key, MYPHOTO).await;

@@ -160,13 +160,16 @@ impl Rig {
     }
 
     pub fn worker(&mut self, faults: &str) -> usize {
-        let child = self
-            .command(&["worker", "--workers", "1", "--visibility-timeout", "2s", "--heartbeat-interval", "500ms"])
-            .env("IMGPIPE_FAULTS", faults)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker");
+        let mut worker =
+            self.command(&["worker", "--workers", "1", "--visibility-timeout", "2s", "--heartbeat-interval", "500ms"]);
+        worker.env("IMGPIPE_FAULTS", faults);
+        self.start(worker)
+    }
+
+    /// Starts `command` (quiet) as one of the rig's children, killed when the rig is dropped:
+    /// its index in `children`.
+    pub fn start(&mut self, mut command: Command) -> usize {
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start imgpipe");
         self.children.push(child);
         self.children.len() - 1
     }
