@@ -7,7 +7,8 @@
 # with its reason: checkov in a resource's Metadata.checkov.skip (a manifest's
 # checkov.io/skip annotations), cfn-lint in Metadata.cfn-lint.config.ignore_checks with a
 # comment. checkov drops resources whose Condition is false under the parameters' defaults,
-# so the template is scanned twice: as it is (Lambda workers) and with WorkerPlatform=ecs.
+# so the template is scanned three times: as it is (Step Functions, Lambda workers), with
+# WorkerPlatform=ecs, and with Orchestrator=engine too (the engine's table, queue and service).
 # The KEDA resources have no schema offline; lambda/tests/infra.rs checks them. The alert
 # rules in infra/monitoring/ go through `promtool check rules` and their unit tests.
 #
@@ -41,17 +42,26 @@ checkov_offline() {
     BC_SKIP_MAPPING=TRUE CHECKOV_RUN_SCA_PACKAGE_SCAN_V2=false "$@" --quiet --compact --skip-download
 }
 
+# Copies template $1 to $2 with parameter $3's default $4 set to $5.
+with_default() {
+    awk -v param="  $3:" -v from="    Default: $4" -v to="    Default: $5" \
+        '$0 == param { p = 1 } p && $0 == from { $0 = to; p = 0 } { print }' "$1" >"$2"
+    grep -qx "    Default: $5" "$2" || { say "cannot set $3=$5 in a copy of $TEMPLATE"; exit 1; }
+}
+
 run_checkov() {
-    local bin ecs
+    local bin ecs engine
     bin=$(venv checkov "checkov==$CHECKOV_VERSION")
     say "checkov $("$bin/checkov" --version) on $TEMPLATE (WorkerPlatform=lambda, the default)"
     checkov_offline "$bin/checkov" --framework cloudformation --file "$TEMPLATE"
     ecs=$VENVS/template-ecs.yaml
-    awk '/^  WorkerPlatform:$/ { p = 1 } p && /^    Default: lambda$/ { sub(/lambda/, "ecs"); p = 0 } { print }' \
-        "$TEMPLATE" >"$ecs"
-    grep -qx '    Default: ecs' "$ecs" || { say "cannot set WorkerPlatform=ecs in a copy of $TEMPLATE"; exit 1; }
+    with_default "$TEMPLATE" "$ecs" WorkerPlatform lambda ecs
     say "checkov on $TEMPLATE with WorkerPlatform=ecs"
     checkov_offline "$bin/checkov" --framework cloudformation --file "$ecs"
+    engine=$VENVS/template-engine.yaml
+    with_default "$ecs" "$engine" Orchestrator stepfunctions engine
+    say "checkov on $TEMPLATE with WorkerPlatform=ecs and Orchestrator=engine"
+    checkov_offline "$bin/checkov" --framework cloudformation --file "$engine"
 }
 
 run_k8s() {

@@ -95,6 +95,7 @@ impl S3EventIntake {
                 source_key: record.key.clone(),
                 destination_bucket: self.destination_bucket.clone(),
                 renditions: None,
+                sidecar: None,
             };
             match self.intake.take(request).await {
                 Ok(Taken::Started(_) | Taken::Refused(..)) => {}
@@ -144,6 +145,7 @@ mod tests {
             orchestrator: Arc::clone(&stack.orchestrator),
             blobs,
             buckets: Buckets::new(&["original"], &["resized"]),
+            sidecar: false,
         };
         let s3 =
             S3EventIntake { events: Arc::clone(&stack.backends.jobs), intake, destination_bucket: "resized".into() };

@@ -32,6 +32,9 @@ pub struct ServeOptions {
     pub s3_events_queue: Option<Arc<dyn Queue>>,
     /// Where the watcher's and the S3 events' jobs write.
     pub destination_bucket: String,
+    /// Whether jobs write the metadata sidecar when their request does not say (the
+    /// watcher's and the S3 events' never do).
+    pub sidecar: bool,
     /// Workflow pacing.
     pub engine: Policy,
     /// The workers in this process; `runner.concurrency` 0 runs none.
@@ -96,6 +99,7 @@ impl Server {
             orchestrator: Arc::clone(&stack.orchestrator),
             blobs: stack.blobs(),
             buckets: options.buckets.clone(),
+            sidecar: options.sidecar,
         };
         let mut parts = tokio::task::JoinSet::new();
         if let (Some(bucket), Some(local)) = (&options.watch_bucket, stack.local_blobs()) {

@@ -36,12 +36,16 @@ async fn post_process_on_s3_and_sqs_succeeds() {
     let mut rig = Rig::new().await;
     let url = rig.serve(&[]);
     rig.seed_request_succeeds(&url).await;
+    // No sidecar unless asked: one object written.
+    let keys: Vec<String> = rig.s3.list(&rig.resized(), "").await.expect("list").into_iter().map(|m| m.key).collect();
+    outputs_once(&keys, &["resized/myphoto_thumbnail.jpg"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_on_sqs_is_redelivered_with_one_set_of_outputs() {
     let mut rig = Rig::new().await;
-    let url = rig.serve(&["--workers", "0"]);
+    // The server's default: every job writes the sidecar.
+    let url = rig.serve(&["--workers", "0", "--sidecar"]);
     let (slow, id) = rig.job_held_by_a_worker(&url, "delay-ms=30000").await;
     rig.children[slow].kill().expect("SIGKILL");
     rig.children[slow].wait().expect("reaped");
@@ -150,8 +154,11 @@ async fn sigterm_on_sqs_drains_the_job_in_hand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_functions_runs_the_workflow_with_the_container_worker_and_redrives_failures() {
     let mut rig = Rig::with_step_functions().await;
-    let url = rig.serve(&[]);
+    // Every job asks for the sidecar: the state machine passes the choice on, to the worker
+    // and through the dead letter to the job that takes it over.
+    let url = rig.serve(&["--sidecar"]);
     let body = rig.seed_request_succeeds(&url).await;
+    assert!(rig.output("resized/myphoto_metadata.json").await.is_some(), "the sidecar is written");
     let job = rig.wait_job(&url, body["jobId"].as_str().expect("id")).await;
     let states: Vec<&str> =
         job["history"].as_array().expect("history").iter().filter_map(|h| h["state"].as_str()).collect();
@@ -177,6 +184,7 @@ async fn step_functions_runs_the_workflow_with_the_container_worker_and_redrives
         out.lines().find_map(|l| l.split(" continues as job ").nth(1)).expect("the new job id").trim().to_owned();
     assert_eq!(rig.wait_job(&url, &fresh).await["state"], "Success");
     assert!(rig.output("resized/notes_thumbnail.jpg").await.is_some());
+    assert!(rig.output("resized/notes_metadata.json").await.is_some(), "the redriven job wrote its sidecar");
 }
 
 /// The workflow's states for three scenarios, as `GET /jobs/{id}` tells them.
@@ -203,11 +211,13 @@ async fn scenario_states(rig: &mut Rig) -> Vec<Vec<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_engine_and_step_functions_walk_the_same_states() {
+async fn the_engine_on_sqlite_and_on_dynamodb_and_step_functions_walk_the_same_states() {
     let mut embedded = Rig::new().await;
+    let mut dynamodb = Rig::with_dynamodb().await;
     let mut step_functions = Rig::with_step_functions().await;
     let a = scenario_states(&mut embedded).await;
     let b = scenario_states(&mut step_functions).await;
+    let c = scenario_states(&mut dynamodb).await;
     assert_eq!(
         a[0],
         ["ProcessImage", "CheckResult", "Retry", "ProcessImage", "CheckResult", "Success"],
@@ -215,6 +225,7 @@ async fn the_embedded_engine_and_step_functions_walk_the_same_states() {
     );
     assert_eq!(a[1], ["ProcessImage", "CheckResult", "Retry", "ProcessImage", "CheckResult", "DeadLetter", "Fail"]);
     assert_eq!(a, b, "the same scenarios give the same sequence of states on both orchestrators");
+    assert_eq!(a, c, "and with the engine's jobs in DynamoDB");
 }
 
 /// How many history entries of `job` are in `state`.
@@ -223,8 +234,8 @@ fn entries(job: &serde_json::Value, state: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_that_die_after_writing_or_after_reporting_leave_one_success_on_both_orchestrators() {
-    for mut rig in [Rig::new().await, Rig::with_step_functions().await] {
+async fn workers_that_die_after_writing_or_after_reporting_leave_one_success_on_every_orchestrator() {
+    for mut rig in [Rig::new().await, Rig::with_dynamodb().await, Rig::with_step_functions().await] {
         worker_windows(&mut rig).await;
     }
 }
@@ -293,8 +304,8 @@ fn notification_from(bucket: &str, key: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_that_cannot_become_a_job_is_a_dead_letter_with_its_reason_on_both_orchestrators() {
-    for mut rig in [Rig::new().await, Rig::with_step_functions().await] {
+async fn a_notification_that_cannot_become_a_job_is_a_dead_letter_with_its_reason_on_every_orchestrator() {
+    for mut rig in [Rig::new().await, Rig::with_dynamodb().await, Rig::with_step_functions().await] {
         let url = rig.serve(&["--s3-events-queue", &rig.name("events")]);
         let events = rig.aws.queue(&rig.name("events")).await.expect("events queue");
         events.send(&notification_from("someone-elses-bucket", "x.jpg"), Duration::ZERO).await.expect("send");
@@ -340,8 +351,9 @@ async fn every_failure_is_listed(rig: &mut Rig, rounds: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dlq_listing_shows_every_failed_upload_twenty_times_in_a_row_on_both_orchestrators() {
+async fn the_dlq_listing_shows_every_failed_upload_twenty_times_in_a_row_on_every_orchestrator() {
     every_failure_is_listed(&mut Rig::new().await, 20).await;
+    every_failure_is_listed(&mut Rig::with_dynamodb().await, 20).await;
     every_failure_is_listed(&mut Rig::with_step_functions().await, 20).await;
 }
 
@@ -372,4 +384,50 @@ async fn an_upload_its_post_and_a_repeated_notification_make_one_job_on_s3() {
         assert_eq!(mine.len(), 1, "one job for one upload: {jobs}");
         assert_eq!(mine[0]["jobId"], id.as_str());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_on_one_dynamodb_table_do_every_job_once_and_either_redrives() {
+    let mut rig = Rig::with_dynamodb().await;
+    // Two replicas of the API and engine, two workers: every request, report and timer may
+    // land on either engine; the table's conditional writes keep each job's steps in order.
+    let urls = [rig.serve(&["--workers", "0"]), rig.serve(&["--workers", "0"])];
+    rig.worker("");
+    rig.worker("");
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let key = format!("many/{i}.jpg");
+        rig.put_original_bytes(&key, bytes::Bytes::from_static(MYPHOTO)).await.expect("upload");
+        ids.push(rig.post(&urls[i % 2], &key, "").await["jobId"].as_str().expect("id").to_owned());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        // Read through the replica that did not take the request.
+        let job = rig.wait_job(&urls[(i + 1) % 2], id).await;
+        assert_eq!((job["state"].as_str(), entries(&job, "Success")), (Some("Success"), 1), "{job}");
+        assert_eq!(entries(&job, "ProcessImage"), 1, "one attempt: {job}");
+        assert!(rig.output(&format!("resized/many/{i}_thumbnail.jpg")).await.is_some());
+    }
+    let listed = reqwest::get(format!("{}/jobs?limit=100", urls[0])).await.expect("jobs").json::<serde_json::Value>();
+    let listed = listed.await.expect("json");
+    let n = listed["jobs"].as_array().map_or(0, |j| j.iter().filter(|j| j["state"] == "Success").count());
+    assert_eq!(n, 12, "the listing shows every job: {listed}");
+
+    // A permanent failure is dead-lettered with its reason; fixed, the other replica redrives it.
+    rig.put_original("notes.jpg", b"not a photo").await;
+    let id = rig.post(&urls[0], "notes.jpg", "").await["jobId"].as_str().expect("id").to_owned();
+    let failed = rig.wait_job(&urls[1], &id).await;
+    assert_eq!((failed["state"].as_str(), failed["error"]["code"].as_str()), (Some("Fail"), Some("NotAnImage")));
+    rig.put_original("notes.jpg", MYPHOTO).await;
+    eventually(Duration::from_secs(30), "the letter on the DLQ", || async {
+        rig.dlq(&urls[1]).await["entries"].as_array().is_some_and(|e| e.len() == 1).then_some(())
+    })
+    .await;
+    rig.redrive(&urls[1], &id).await.expect("redrive");
+    let job = eventually(Duration::from_secs(60), "the redriven job to succeed", || async {
+        let job: serde_json::Value = reqwest::get(format!("{}/jobs/{id}", urls[0])).await.ok()?.json().await.ok()?;
+        (job["state"] == "Success").then_some(job)
+    })
+    .await;
+    assert_eq!(entries(&job, "DeadLetter"), 1, "the history keeps the failure: {job}");
+    assert!(rig.output("resized/notes_thumbnail.jpg").await.is_some());
 }

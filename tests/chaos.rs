@@ -255,7 +255,7 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
         let mut ids = BTreeMap::new();
         for key in expected.keys() {
             let version = store.head("original", key).await.expect("head").version.expect("a version");
-            let job = Job::for_source("original", key, &version, "resized", vec![Rendition::thumbnail()]);
+            let job = Job::for_source("original", key, &version, "resized", vec![Rendition::thumbnail()], false);
             ids.insert(key.clone(), job.job_id);
         }
         ids
@@ -476,7 +476,7 @@ async fn on_s3_sqs_and_step_functions_with_the_emulator_paused_every_input_ends_
     let mut ids = BTreeMap::new();
     for key in expected.keys() {
         let version = rig.s3.head(&rig.original(), key).await.expect("head").version.expect("an ETag");
-        let job = Job::for_source(rig.original(), key, &version, rig.resized(), vec![Rendition::thumbnail()]);
+        let job = Job::for_source(rig.original(), key, &version, rig.resized(), vec![Rendition::thumbnail()], false);
         ids.insert(key.clone(), job.job_id);
     }
     let settle = Instant::now() + Duration::from_secs(240);

@@ -52,6 +52,8 @@ fn samples<'a>(text: &'a str, metric: &str) -> Vec<(BTreeMap<&'a str, &'a str>, 
 struct Counts {
     requests: Requests,
     empty_receives: f64,
+    /// DynamoDB capacity units by (kind, operation).
+    units: Requests,
 }
 
 impl Counts {
@@ -63,6 +65,9 @@ impl Counts {
             *counts.requests.entry(key).or_default() += value;
         }
         counts.empty_receives = samples(&text, "imgpipe_aws_empty_receives_total").iter().map(|(_, v)| v).sum();
+        for (labels, value) in samples(&text, "imgpipe_dynamodb_units_total") {
+            *counts.units.entry((labels["kind"].to_owned(), labels["operation"].to_owned())).or_default() += value;
+        }
         counts
     }
 
@@ -72,6 +77,9 @@ impl Counts {
             *total.requests.entry(key.clone()).or_default() += n - earlier.requests.get(key).copied().unwrap_or(0.0);
         }
         total.empty_receives += self.empty_receives - earlier.empty_receives;
+        for (key, n) in &self.units {
+            *total.units.entry(key.clone()).or_default() += n - earlier.units.get(key).copied().unwrap_or(0.0);
+        }
     }
 }
 
@@ -81,13 +89,23 @@ struct Measured {
     counts: Counts,
     /// Step Functions state transitions (states entered), all executions.
     transitions: f64,
-    /// Objects each job wrote (renditions and sidecar), from the jobs' records.
+    /// Objects each job wrote (its renditions; no sidecar unless asked), from the jobs' records.
     outputs_per_job: f64,
+    /// How long the jobs took, first request to last delete.
+    seconds: f64,
+    /// Engine replicas.
+    engines: f64,
 }
 
 impl Measured {
     fn per_job(&self, service: &str, operation: &str) -> f64 {
         self.counts.requests.get(&(service.to_owned(), operation.to_owned())).copied().unwrap_or(0.0) / self.jobs
+    }
+
+    /// DynamoDB units of `kind` per job, the timers' queries left out (they run whatever the volume).
+    fn units_per_job(&self, kind: &str) -> f64 {
+        let units = self.counts.units.iter().filter(|((k, op), _)| k == kind && op != "Query");
+        units.map(|(_, n)| n).sum::<f64>() / self.jobs
     }
 }
 
@@ -95,36 +113,62 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// Who runs the workflow in a measured run.
+#[derive(Clone, Copy, PartialEq)]
+enum Orchestration {
+    StepFunctions,
+    /// One engine with its jobs in the SQLite file.
+    EngineOnSqlite,
+    /// Two engine replicas sharing a DynamoDB table.
+    EnginesOnDynamoDb,
+}
+
 /// Runs `jobs` uploads + `POST /process` through `serve --workers 0` (the API, and the engine
-/// when there is no state machine) and one `imgpipe worker` with two slots, at the defaults a
-/// deployment runs with, and counts what they sent to AWS while the jobs ran.
-async fn measure(step_functions: bool, jobs: usize) -> Measured {
-    let mut rig = if step_functions { Rig::with_step_functions().await } else { Rig::new().await };
-    let api = rig.serve(&["--workers", "0"]);
+/// when there is no state machine; two replicas on DynamoDB, taking requests in turn) and one
+/// `imgpipe worker` with two slots, at the defaults a deployment runs with, and counts what
+/// they sent to AWS while the jobs ran.
+async fn measure(orchestration: Orchestration, jobs: usize) -> Measured {
+    let mut rig = match orchestration {
+        Orchestration::StepFunctions => Rig::with_step_functions().await,
+        Orchestration::EngineOnSqlite => Rig::new().await,
+        Orchestration::EnginesOnDynamoDb => Rig::with_dynamodb().await,
+    };
+    let step_functions = orchestration == Orchestration::StepFunctions;
+    let mut apis = vec![rig.serve(&["--workers", "0"])];
+    if orchestration == Orchestration::EnginesOnDynamoDb {
+        apis.push(rig.serve(&["--workers", "0"]));
+    }
     let worker = format!("http://127.0.0.1:{}", free_port());
     rig.start(rig.command(&["worker", "--workers", "2", "--metrics-listen", worker.trim_start_matches("http://")]));
     let keys: Vec<String> = (0..jobs).map(|i| format!("cost/photo-{i}.jpg")).collect();
     for key in &keys {
         rig.put_original(key, MYPHOTO).await;
     }
-    let api_before = Counts::scrape(&api).await;
+    let mut apis_before = Vec::new();
+    for api in &apis {
+        apis_before.push(Counts::scrape(api).await);
+    }
     let worker_before = eventually(Duration::from_secs(30), "the worker's metrics", || async {
         reqwest::get(format!("{worker}/metrics")).await.ok()?;
         Some(Counts::scrape(&worker).await)
     })
     .await;
 
+    let started = std::time::Instant::now();
     let mut ids = Vec::new();
-    for key in &keys {
-        let body = rig.post(&api, key, "").await;
+    for (i, key) in keys.iter().enumerate() {
+        let body = rig.post(&apis[i % apis.len()], key, "").await;
         ids.push(body["jobId"].as_str().unwrap_or_else(|| panic!("accepted: {body}")).to_owned());
     }
     // With Step Functions, reading a job calls the service: what the API sent for the jobs
     // is all sent by now.
-    let api_after_posts = Counts::scrape(&api).await;
+    let mut apis_after_posts = Vec::new();
+    for api in &apis {
+        apis_after_posts.push(Counts::scrape(api).await);
+    }
     let mut outputs = 0.0;
     for id in &ids {
-        let record = rig.wait_job(&api, id).await;
+        let record = rig.wait_job(&apis[0], id).await;
         assert_eq!(record["state"], "Success", "{record}");
         outputs += record["outputs"].as_array().map_or(0, Vec::len) as f64;
     }
@@ -134,10 +178,13 @@ async fn measure(step_functions: bool, jobs: usize) -> Measured {
         (stats.visible == 0 && stats.in_flight == 0).then_some(())
     })
     .await;
+    let seconds = started.elapsed().as_secs_f64();
 
     let mut counts = Counts::default();
-    let api_after = if step_functions { api_after_posts } else { Counts::scrape(&api).await };
-    api_after.add_since(&api_before, &mut counts);
+    for (i, api) in apis.iter().enumerate() {
+        let after = if step_functions { apis_after_posts[i].clone() } else { Counts::scrape(api).await };
+        after.add_since(&apis_before[i], &mut counts);
+    }
     Counts::scrape(&worker).await.add_since(&worker_before, &mut counts);
 
     let mut transitions = 0.0;
@@ -156,8 +203,8 @@ async fn measure(step_functions: bool, jobs: usize) -> Measured {
             *counts.requests.entry(("sqs".into(), "SendMessage (by Step Functions)".into())).or_default() += sends;
         }
     }
-    // The sidecar is not in the record's outputs.
-    Measured { jobs: jobs as f64, counts, transitions, outputs_per_job: outputs / jobs as f64 + 1.0 }
+    let engines = if step_functions { 0.0 } else { apis.len() as f64 };
+    Measured { jobs: jobs as f64, counts, transitions, outputs_per_job: outputs / jobs as f64, seconds, engines }
 }
 
 /// What the shapes are billed for, per job.
@@ -196,10 +243,27 @@ fn price_requests(bill: &mut Bill, measured: &Measured, prices: &Value) {
             ("s3", _) => num(prices, "s3.get"),
             ("sqs", _) => num(prices, "sqs.request"),
             ("sfn", _) => 0.0,
+            // Billed by the capacity units counted below, not by request.
+            ("dynamodb", _) => continue,
             other => panic!("no price for {other:?}"),
         };
         bill.add(format!("{service} {operation}"), per_job, price);
     }
+    if !measured.counts.units.is_empty() {
+        bill.add("dynamodb write units", measured.units_per_job("write"), num(prices, "dynamodb.writeUnit"));
+        bill.add("dynamodb read units", measured.units_per_job("read"), num(prices, "dynamodb.readUnit"));
+        // The timers' queries: a rate per engine, whatever the volume.
+        let queries: f64 =
+            measured.counts.units.iter().filter(|((k, op), _)| k == "read" && op == "Query").map(|(_, n)| n).sum();
+        bill.fixed_per_month += queries / measured.seconds * SECONDS_PER_MONTH * num(prices, "dynamodb.readUnit");
+    }
+}
+
+const SECONDS_PER_MONTH: f64 = 730.0 * 3600.0;
+
+/// A month of the engine's own Fargate tasks (0.25 vCPU, 0.5 GB each).
+fn engine_tasks_per_month(prices: &Value, engines: f64) -> f64 {
+    engines * 730.0 * (0.25 * num(prices, "fargate.arm64VcpuHour") + 0.5 * num(prices, "fargate.arm64GbHour"))
 }
 
 fn lambda_seconds(workload: &Value, megapixels_per_second: f64, vcpus: f64) -> f64 {
@@ -301,8 +365,9 @@ async fn cost_per_million_images_from_counted_requests() {
     let prices = data("prices.json");
     let workload = data("workload.json");
     let jobs = jobs_per_run();
-    let sfn = measure(true, jobs).await;
-    let embedded = measure(false, jobs).await;
+    let sfn = measure(Orchestration::StepFunctions, jobs).await;
+    let embedded = measure(Orchestration::EngineOnSqlite, jobs).await;
+    let dynamodb = measure(Orchestration::EnginesOnDynamoDb, jobs).await;
 
     let reference = original(&prices, &workload).per_million();
     let mut out = format!(
@@ -328,41 +393,59 @@ async fn cost_per_million_images_from_counted_requests() {
         reference,
     );
     let mut engine = ours(&prices, &workload, &embedded, Api::InTheEngine, Workers::Fargate);
-    // The engine's own task: 0.25 vCPU, 0.5 GB, all month.
-    engine.fixed_per_month =
-        730.0 * (0.25 * num(&prices, "fargate.arm64VcpuHour") + 0.5 * num(&prices, "fargate.arm64GbHour"));
+    engine.fixed_per_month += engine_tasks_per_month(&prices, embedded.engines);
     table(&mut out, "ours: workflow engine in one container (SQLite), Fargate workers", &engine, reference);
+    // As the template deploys it (Orchestrator=engine): the API function starts the jobs on
+    // the table, two engine tasks apply the reports and run the timers.
+    let mut replicas = ours(&prices, &workload, &dynamodb, Api::Lambda, Workers::Fargate);
+    replicas.fixed_per_month += engine_tasks_per_month(&prices, dynamodb.engines);
+    let name = "ours: workflow engine on DynamoDB (2 tasks), API function, Fargate workers";
+    table(&mut out, name, &replicas, reference);
     let _ = writeln!(
         out,
-        "\nempty receives (idle long polls) per job: Step Functions run {:.2}, engine run {:.2}",
+        "\nempty receives (idle long polls) per job: Step Functions run {:.2}, engine runs {:.2} and {:.2}",
         sfn.counts.empty_receives / sfn.jobs,
-        embedded.counts.empty_receives / embedded.jobs
+        embedded.counts.empty_receives / embedded.jobs,
+        dynamodb.counts.empty_receives / dynamodb.jobs
     );
     println!("{out}");
 
-    for (shape, m) in [("Step Functions", &sfn), ("embedded engine", &embedded)] {
-        // The source is read once, and each output written once.
+    for (shape, m) in [("Step Functions", &sfn), ("engine on SQLite", &embedded), ("engines on DynamoDB", &dynamodb)] {
+        // The source is read once, and each output written once; no sidecar unless asked.
         assert_eq!(m.per_job("s3", "GetObject"), 1.0, "{shape}: one read of the source per job");
+        assert_eq!(m.outputs_per_job, 1.0, "{shape}: the thumbnail");
         assert_eq!(m.per_job("s3", "PutObject"), m.outputs_per_job, "{shape}: one PUT per output");
         // The intake's, and the worker's check that the source was not replaced before it writes.
         assert_eq!(m.per_job("s3", "HeadObject"), 2.0, "{shape}");
         let delivered = m.per_job("sqs", "ReceiveMessage") - m.counts.empty_receives / m.jobs;
-        assert!(delivered <= m.per_job("sqs", "DeleteMessage"), "{shape}: a receive per message at most");
+        let deletes = m.per_job("sqs", "DeleteMessage") + m.per_job("sqs", "DeleteMessageBatch");
+        assert!(delivered <= 2.0 && deletes <= 2.0, "{shape}: a receive and a delete per message at most");
     }
     // Step Functions sends the job; the worker deletes it and reports to the service.
     assert_eq!(sfn.per_job("sqs", "SendMessage (by Step Functions)"), 1.0);
     assert_eq!(sfn.per_job("sqs", "SendMessage"), 0.0);
     assert_eq!(sfn.per_job("sqs", "DeleteMessage"), 1.0);
     assert_eq!(sfn.per_job("sfn", "SendTaskSuccess"), 1.0);
-    // The engine sends the job and the worker its report; each is deleted once taken.
-    assert_eq!(embedded.per_job("sqs", "SendMessage"), 2.0);
-    assert_eq!(embedded.per_job("sqs", "DeleteMessage"), 2.0);
+    for (shape, m) in [("SQLite", &embedded), ("DynamoDB", &dynamodb)] {
+        // The engine sends the job and the worker its report; the worker deletes the job, the
+        // engine the reports it read, in batches.
+        assert_eq!(m.per_job("sqs", "SendMessage"), 2.0, "{shape}");
+        assert_eq!(m.per_job("sqs", "DeleteMessage"), 1.0, "{shape}");
+        assert!(m.per_job("sqs", "DeleteMessageBatch") <= 1.0, "{shape}");
+        assert_eq!(m.transitions, 0.0);
+    }
     // ProcessImage → CheckResult → Success.
     assert_eq!(sfn.transitions / sfn.jobs, 3.0, "state transitions per job");
-    assert_eq!(embedded.transitions, 0.0);
+    // On DynamoDB: the new job, its success (a put each, decided from a consistent read), and
+    // the mark that its attempt is in the queue; a put that lost a race to the other replica
+    // would be decided again.
+    assert!(dynamodb.per_job("dynamodb", "PutItem") >= 2.0, "a put per step");
+    assert_eq!(dynamodb.per_job("dynamodb", "UpdateItem"), 1.0, "the outbox mark, once");
+    assert!(dynamodb.units_per_job("write") <= 12.0, "{} write units a job", dynamodb.units_per_job("write"));
 
     // What the Step Functions shapes pay is the transitions, as the original did; the engine's
-    // shape leaves them out.
+    // shapes leave them out.
     assert!(ours(&prices, &workload, &sfn, Api::Lambda, Workers::Lambda).per_million() > 0.8 * reference);
     assert!(engine.per_million() <= 0.2 * reference, "the engine's shape: {:.2} $/M", engine.per_million());
+    assert!(replicas.per_million() <= 0.2 * reference, "on DynamoDB: {:.2} $/M", replicas.per_million());
 }

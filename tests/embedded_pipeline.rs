@@ -38,7 +38,7 @@ async fn seed_request_makes_a_512_thumbnail_and_answers_the_seed_body() {
 async fn without_wait_the_job_is_queued_and_its_status_url_follows_it() {
     let s = TestServer::start(test_options()).await;
     s.drop_file("original", "dir/photo.jpg", MYPHOTO);
-    let (status, body) = s.post_process("", &seed_request("dir/photo.jpg")).await;
+    let (status, body) = s.post_process("", &sidecar_request("dir/photo.jpg")).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], "queued");
     let id = body["jobId"].as_str().expect("jobId").to_owned();
@@ -55,8 +55,56 @@ async fn without_wait_the_job_is_queued_and_its_status_url_follows_it() {
     let states: Vec<_> = record["history"].as_array().expect("history").iter().map(|h| h["state"].clone()).collect();
     assert_eq!(states, ["ProcessImage", "CheckResult", "Success"]);
     assert!(record["history"][0]["at"].as_str().expect("time").ends_with('Z'));
-    // The sidecar sits beside the rendition.
+    // Asked for, the sidecar sits beside the rendition.
     assert!(s.bucket_file("resized", "resized/dir/photo_metadata.json").is_file());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writes_only_its_renditions_unless_its_request_asks_for_the_sidecar() {
+    let mut options = test_options();
+    options.watch_bucket = None;
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "plain.jpg", MYPHOTO);
+    let (status, body) = s.post_process("?wait=30", &seed_request("plain.jpg")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.outputs(), ["plain_thumbnail.jpg"], "one object written, no sidecar");
+
+    s.drop_file("original", "asked.jpg", MYPHOTO);
+    let (status, body) = s.post_process("?wait=30", &sidecar_request("asked.jpg")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"].as_array().map(Vec::len), Some(1), "the sidecar is not an output: {body}");
+    assert_eq!(s.outputs(), ["asked_metadata.json", "asked_thumbnail.jpg", "plain_thumbnail.jpg"]);
+    let sidecar = std::fs::read(s.bucket_file("resized", "resized/asked_metadata.json")).expect("sidecar");
+    let sidecar: serde_json::Value = serde_json::from_slice(&sidecar).expect("JSON");
+    assert_eq!(sidecar["outputs"][0]["key"], "resized/asked_thumbnail.jpg", "{sidecar}");
+    assert_eq!(sidecar["metadata"]["width"], 640, "{sidecar}");
+
+    // Not asking is another job than asking, for the same version of the source.
+    let (status, again) = s.post_process("?wait=30", &seed_request("asked.jpg")).await;
+    assert_eq!(status, 200, "{again}");
+    assert_ne!(again["jobId"], body["jobId"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_default_on_the_watchers_jobs_write_the_sidecar_and_a_request_may_decline_it() {
+    let mut options = test_options();
+    options.sidecar = true;
+    // A second bucket to read from, which the watcher does not watch.
+    options.buckets = protocol::intake::Buckets::new(&["original", "uploads"], &["resized"]);
+    let s = TestServer::start(options).await;
+    s.drop_file("original", "watched.jpg", MYPHOTO);
+    let path = s.bucket_file("resized", "resized/watched_metadata.json");
+    eventually(SECS_30, "the watcher's job's sidecar", || async { path.is_file().then_some(()) }).await;
+
+    let declined = serde_json::json!({ "sourceBucket": "uploads", "sourceKey": "declined.jpg",
+        "destinationBucket": "resized", "sidecar": false });
+    s.drop_file("uploads", "declined.jpg", MYPHOTO);
+    let (status, body) = s.post_process("?wait=30", &declined.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(s.bucket_file("resized", "resized/declined_thumbnail.jpg").is_file());
+    assert!(!s.bucket_file("resized", "resized/declined_metadata.json").exists(), "declined");
     s.stop().await;
 }
 
@@ -120,7 +168,8 @@ async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and
     let s = TestServer::start(options).await;
     s.drop_file("original", "notes.jpg", b"these are my notes, not a photo\n");
 
-    let (status, body) = s.post_process("?wait=30", &seed_request("notes.jpg")).await;
+    // Asking for the sidecar: the choice survives the dead letter and the redrive.
+    let (status, body) = s.post_process("?wait=30", &sidecar_request("notes.jpg")).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "NotAnImage");
     let id = body["jobId"].as_str().expect("jobId").to_owned();
@@ -143,6 +192,7 @@ async fn a_text_file_fails_permanently_into_the_dlq_and_succeeds_after_a_fix_and
     let job = s.wait_job(&id, SECS_30).await;
     assert_eq!(job.state, JobState::Success);
     assert!(s.bucket_file("resized", "resized/notes_thumbnail.jpg").is_file());
+    assert!(s.bucket_file("resized", "resized/notes_metadata.json").is_file(), "the redriven job wrote its sidecar");
     let (_, out, _) = run_cli(s.data_dir(), &["dlq", "list"]);
     assert!(out.contains("empty"), "{out}");
     s.stop().await;
@@ -185,8 +235,10 @@ async fn retryable_faults_are_retried_with_growing_delays_then_succeed() {
     options.worker.faults = worker::faults::Faults::parse("fail-attempts=2").expect("faults");
     let s = TestServer::start(options).await;
     s.drop_file("original", "myphoto.jpg", MYPHOTO);
-    let (status, body) = s.post_process("?wait=30", &seed_request("myphoto.jpg")).await;
+    // Asking for the sidecar: the choice survives the retries.
+    let (status, body) = s.post_process("?wait=30", &sidecar_request("myphoto.jpg")).await;
     assert_eq!(status, 200, "{body}");
+    assert!(s.bucket_file("resized", "resized/myphoto_metadata.json").is_file(), "the third attempt wrote it");
 
     let record: serde_json::Value = s
         .http

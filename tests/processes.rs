@@ -20,8 +20,12 @@ async fn server_without_workers() -> TestServer {
 }
 
 async fn submit(s: &TestServer, key: &str) -> String {
+    submit_body(s, key, &seed_request(key)).await
+}
+
+async fn submit_body(s: &TestServer, key: &str, body: &str) -> String {
     s.drop_file("original", key, MYPHOTO);
-    let (status, body) = s.post_process("", &seed_request(key)).await;
+    let (status, body) = s.post_process("", body).await;
     assert_eq!(status, 202, "{body}");
     body["jobId"].as_str().expect("jobId").to_owned()
 }
@@ -42,19 +46,12 @@ fn signal(child: &Child, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {sig})");
 }
 
-fn outputs_in(s: &TestServer) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(s.bucket_file("resized", "resized"))
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_job_is_redelivered_and_outputs_are_written_once() {
     let s = server_without_workers().await;
     let mut slow = spawn_worker(s.data_dir(), &[("IMGPIPE_FAULTS", "delay-ms=20000")]);
-    let id = submit(&s, "myphoto.jpg").await;
+    // With the sidecar: the redelivery writes it once too.
+    let id = submit_body(&s, "myphoto.jpg", &sidecar_request("myphoto.jpg")).await;
     wait_in_flight(&s).await;
     tokio::time::sleep(Duration::from_millis(1200)).await; // heartbeats have renewed visibility by now
     slow.kill().expect("SIGKILL");
@@ -67,7 +64,7 @@ async fn a_worker_killed_mid_job_is_redelivered_and_outputs_are_written_once() {
     healthy.wait().expect("reaped");
     assert_eq!(job.state, JobState::Success);
     assert_eq!(job.attempts, 1, "the queue redelivered the same attempt; the workflow did not retry");
-    assert_eq!(outputs_in(&s), ["myphoto_metadata.json", "myphoto_thumbnail.jpg"], "exactly one set of outputs");
+    assert_eq!(s.outputs(), ["myphoto_metadata.json", "myphoto_thumbnail.jpg"], "exactly one set of outputs");
     let thumb = std::fs::read(s.bucket_file("resized", "resized/myphoto_thumbnail.jpg")).expect("thumb");
     assert_eq!(jpeg_dimensions(&thumb), Some((512, 512)));
     s.stop().await;
@@ -148,12 +145,12 @@ async fn three_worker_processes_share_one_queue_and_do_each_job_once() {
 async fn a_source_replaced_while_its_job_waits_ends_that_job_and_only_the_new_version_is_written() {
     let s = server_without_workers().await;
     s.drop_file("original", "a.jpg", MYPHOTO);
-    let (status, body) = s.post_process("", &seed_request("a.jpg")).await;
+    let (status, body) = s.post_process("", &sidecar_request("a.jpg")).await;
     assert_eq!(status, 202, "{body}");
     let old_id = body["jobId"].as_str().expect("jobId").to_owned();
     // Replaced before any worker took the job: a 300×200 image under the same key.
     s.drop_file("original", "a.jpg", &gradient_png(300, 200));
-    let (status, body) = s.post_process("", &seed_request("a.jpg")).await;
+    let (status, body) = s.post_process("", &sidecar_request("a.jpg")).await;
     assert_eq!(status, 202, "{body}");
     let new_id = body["jobId"].as_str().expect("jobId").to_owned();
     assert_ne!(old_id, new_id, "a new version is a new job");

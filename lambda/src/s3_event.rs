@@ -117,6 +117,7 @@ impl S3EventHandler {
             source_key: key,
             destination_bucket: self.destination_bucket.clone(),
             renditions: None,
+            sidecar: None,
         }))
     }
 }

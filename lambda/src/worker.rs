@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wiring::WorkerSettings;
 use wiring::functions::WorkerFunction;
+use wiring::settings::OrchestratorKind;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold};
 
 /// What became of one record.
@@ -105,6 +106,9 @@ impl SqsWorker {
 /// # Errors
 /// Settings that would let jobs run twice, or a queue that cannot be resolved.
 pub async fn build(settings: &WorkerFunction, aws: &AwsBackends) -> anyhow::Result<SqsWorker> {
+    if settings.orchestrator.orchestrator == OrchestratorKind::Embedded && settings.reports_queue.is_none() {
+        anyhow::bail!("IMGPIPE_ORCHESTRATOR=embedded needs IMGPIPE_REPORTS_QUEUE, where the workers report");
+    }
     let step_functions: Arc<dyn Reporter> = Arc::new(SfnReporter::new(aws.sfn().clone()));
     let otherwise: Arc<dyn Reporter> = match &settings.reports_queue {
         Some(name) => Arc::new(QueueReporter::new(aws.queue(name).await?)),

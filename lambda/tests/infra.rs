@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 
 use protocol::asl::{AslOptions, definition};
-use wiring::functions::Function;
-use wiring::settings::{BlobStoreKind, OrchestratorKind, QueueKind, WorkerGroups};
+use wiring::functions::{self, Function};
+use wiring::settings::{BackendArgs, BlobStoreKind, JobStoreKind, OrchestratorKind, QueueKind, WorkerGroups, env_vars};
 
 const TEMPLATE: &str = include_str!("../../infra/template.yaml");
 const ASL_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/statemachine.asl.json");
@@ -197,10 +197,21 @@ fn container_env(lines: &[&'static str]) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
+/// `env` as deployed with `Orchestrator=engine` (`engine`) or without: each
+/// `!If [OnEngine, a, b]` value resolved to its branch.
+fn resolved(env: &[(&'static str, &'static str)], engine: bool) -> Vec<(&'static str, &'static str)> {
+    let branch = |v: &'static str| {
+        let Some(branches) = v.strip_prefix("!If [OnEngine, ").and_then(|r| r.strip_suffix(']')) else { return v };
+        let (a, b) = branches.rsplit_once(", ").unwrap_or_else(|| panic!("two branches: {v}"));
+        if engine { a } else { b }
+    };
+    env.iter().map(|&(k, v)| (k, branch(v))).collect()
+}
+
 /// What a container worker given `env` does, checked against the template's queue and the
 /// state machine: it runs on S3, SQS and Step Functions, reads every `IMGPIPE_*` variable it
 /// is given, drains within its stop timeout, and holds its jobs safely.
-fn check_container_worker(who: &str, env: &[(&str, &str)], stop_timeout: u64) {
+fn check_container_worker(who: &str, env: &[(&str, &str)], stop_timeout: u64, orchestrator: OrchestratorKind) {
     let reads = worker_reads();
     for (name, _) in env.iter().filter(|(name, _)| name.starts_with("IMGPIPE_")) {
         assert!(reads.contains(*name), "{who} sets {name}, which `imgpipe worker` never reads");
@@ -210,10 +221,11 @@ fn check_container_worker(who: &str, env: &[(&str, &str)], stop_timeout: u64) {
     let backends = &settings.backends;
     assert_eq!(
         (backends.blob_store, backends.queue_backend, backends.orchestrator),
-        (BlobStoreKind::S3, QueueKind::Sqs, OrchestratorKind::StepFunctions),
-        "{who} runs on S3, SQS and Step Functions"
+        (BlobStoreKind::S3, QueueKind::Sqs, orchestrator),
+        "{who} runs on S3, SQS and {orchestrator:?}"
     );
-    for name in ["IMGPIPE_JOBS_QUEUE", "IMGPIPE_DEAD_LETTER_QUEUE"] {
+    let reports = (orchestrator == OrchestratorKind::Embedded).then_some("IMGPIPE_REPORTS_QUEUE");
+    for name in ["IMGPIPE_JOBS_QUEUE", "IMGPIPE_DEAD_LETTER_QUEUE"].into_iter().chain(reports) {
         assert!(lookup(name).is_some_and(|v| !v.is_empty()), "{who} must name its queue in {name}");
     }
     // Refuses a heartbeat at or past the visibility, as the binary does at start.
@@ -281,10 +293,18 @@ fn the_ecs_worker_agrees_with_the_binary_and_the_queue() {
     assert!(env.len() >= 5, "{env:?}");
     let stop_timeout = number(&task, "StopTimeout");
     assert!(stop_timeout <= FARGATE_MAX_STOP_TIMEOUT, "Fargate stops a container at most 120 s after SIGTERM");
-    check_container_worker("WorkerTaskDefinition", &env, stop_timeout);
-    let queue = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    check_container_worker(
+        "WorkerTaskDefinition",
+        &resolved(&env, false),
+        stop_timeout,
+        OrchestratorKind::StepFunctions,
+    );
+    let engine = resolved(&env, true);
+    check_container_worker("WorkerTaskDefinition (engine)", &engine, stop_timeout, OrchestratorKind::Embedded);
+    let queue = |name: &str| engine.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     assert_eq!(queue("IMGPIPE_JOBS_QUEUE"), Some("!Ref JobsQueue"));
     assert_eq!(queue("IMGPIPE_DEAD_LETTER_QUEUE"), Some("!Ref DeadLetterQueue"));
+    assert_eq!(queue("IMGPIPE_REPORTS_QUEUE"), Some("!Ref ReportsQueue"), "with the engine, jobs report to it");
 
     assert_eq!(value(&task, "Command"), "[worker]");
     assert_eq!(value(&task, "User"), "\"10001:10001\"");
@@ -293,9 +313,11 @@ fn the_ecs_worker_agrees_with_the_binary_and_the_queue() {
     assert!(!task.iter().any(|l| l.trim().starts_with("HealthCheck:")), "the worker has no health check to give ECS");
     assert!(!task.iter().any(|l| l.contains("PortMappings")), "the worker opens no port");
 
-    // Every IMGPIPE_* entry of the template's containers is in this one task (checked above).
+    // Every IMGPIPE_* entry of the template's containers is in this task or the engine's (each checked).
     let everywhere = TEMPLATE.lines().filter(|l| l.contains("Name: IMGPIPE_")).count();
-    assert_eq!(env.iter().filter(|(name, _)| name.starts_with("IMGPIPE_")).count(), everywhere);
+    let engine_task = container_env(&resource("EngineTaskDefinition"));
+    let ours = env.iter().chain(&engine_task).filter(|(name, _)| name.starts_with("IMGPIPE_")).count();
+    assert_eq!(ours, everywhere);
 }
 
 #[test]
@@ -356,7 +378,7 @@ fn the_kubernetes_worker_agrees_with_the_binary_and_the_queue() {
     assert_eq!(under(&deployment, "configMapRef"), vec![("name", value(&config, "name"))]);
     assert!(!deployment.iter().any(|l| l.trim() == "env:"), "set variables in configmap.yaml");
     let stop_timeout = number(&deployment, "terminationGracePeriodSeconds");
-    check_container_worker("infra/k8s", &data, stop_timeout);
+    check_container_worker("infra/k8s", &data, stop_timeout, OrchestratorKind::StepFunctions);
     let jobs = value(&config, "IMGPIPE_JOBS_QUEUE");
     assert!(jobs.starts_with("https://sqs.") && jobs.ends_with("-jobs"), "the stack's JobsQueueUrl, not {jobs}");
     assert!(value(&config, "IMGPIPE_DEAD_LETTER_QUEUE").ends_with("-dlq"));
@@ -432,4 +454,57 @@ fn kustomize_applies_every_manifest() {
         .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
         .collect();
     assert_eq!(listed, files);
+}
+
+/// `imgpipe serve`'s deployment settings, as the engine containers are given them.
+#[derive(clap::Parser, Debug)]
+struct Serve {
+    #[command(flatten)]
+    backends: BackendArgs,
+}
+
+#[test]
+fn the_engine_containers_run_serve_on_the_table_the_code_makes() {
+    use clap::CommandFactory;
+    use pipeline_aws::dynamodb::{CREATED_INDEX, DUE_INDEX, UNSENT_INDEX};
+
+    assert_eq!(value(&resource_parameter("Orchestrator"), "AllowedValues"), "[stepfunctions, engine]");
+    let task = resource("EngineTaskDefinition");
+    let env = container_env(&task);
+    let reads: BTreeSet<String> = env_vars(&Serve::command()).into_iter().map(|(name, _)| name).collect();
+    for (name, _) in env.iter().filter(|(name, _)| name.starts_with("IMGPIPE_")) {
+        assert!(reads.contains(*name), "the engine is given {name}, which `imgpipe serve` never reads");
+    }
+    let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+    let serve: Serve = functions::read(lookup).expect("the engine's settings");
+    let b = &serve.backends;
+    assert_eq!(
+        (b.blob_store, b.queue_backend, b.orchestrator, b.job_store),
+        (BlobStoreKind::S3, QueueKind::Sqs, OrchestratorKind::Embedded, JobStoreKind::DynamoDb)
+    );
+    assert_eq!(
+        [b.jobs_table.as_str(), &b.jobs_queue, &b.reports_queue, &b.dead_letter_queue],
+        ["!Ref JobsTable", "!Ref JobsQueue", "!Ref ReportsQueue", "!Ref DeadLetterQueue"]
+    );
+    assert_eq!(
+        value(&task, "Command"),
+        "[serve, --workers, \"0\", --listen, \"127.0.0.1:8080\"]",
+        "no workers, no open port"
+    );
+    assert_eq!(value(&resource("EngineService"), "DesiredCount"), "!Ref EngineTasks");
+
+    // The table DynamoJobs::create_table makes: its key and the three indexes it queries.
+    let table = resource("JobsTable").join("\n");
+    assert!(table.contains("KeySchema: [{ AttributeName: job_id, KeyType: HASH }]"), "{table}");
+    assert!(table.contains("BillingMode: PAY_PER_REQUEST"));
+    for (index, hash, range) in [
+        (DUE_INDEX, "due_state", "due_at"),
+        (UNSENT_INDEX, "unsent", "updated_at"),
+        (CREATED_INDEX, "created_month", "created_at"),
+    ] {
+        let schema = format!(
+            "- IndexName: {index}\n          KeySchema: [{{ AttributeName: {hash}, KeyType: HASH }}, {{ AttributeName: {range}, KeyType: RANGE }}]\n          Projection: {{ ProjectionType: KEYS_ONLY }}"
+        );
+        assert!(table.contains(&schema), "{index}: {table}");
+    }
 }

@@ -16,11 +16,12 @@ use sfn_harness::Rig;
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 const FIXTURE: &str = include_str!("fixtures/s3_object_created.json");
 
-fn handler(rig: &Rig, state_machine_arn: &str) -> S3EventHandler {
+async fn handler(rig: &Rig, state_machine_arn: &str) -> S3EventHandler {
     let settings = rig.producer_settings(state_machine_arn);
     assert_eq!(settings.intake.destination_bucket, rig.resized);
+    let (orchestrator, _) = api::workflow(&settings, &rig.aws).await.expect("valid settings");
     S3EventHandler {
-        intake: api::intake(&settings, &rig.aws).expect("valid settings"),
+        intake: api::intake(&settings, &rig.aws, orchestrator).expect("valid settings"),
         destination_bucket: rig.resized.clone(),
     }
 }
@@ -35,7 +36,7 @@ async fn created_objects_start_jobs_under_their_decoded_keys() {
     let rig = Rig::new("lambda-s3").await;
     // The event says `holiday+photos%2Fbeach+day.jpg`.
     rig.put("holiday photos/beach day.jpg", PHOTO).await;
-    let handled = handler(&rig, rig.orchestrator.state_machine_arn()).handle(event(&rig)).await.expect("handled");
+    let handled = handler(&rig, rig.orchestrator.state_machine_arn()).await.handle(event(&rig)).await.expect("handled");
     // One job; skipped: our own rendition in the resized bucket, and a source already deleted (404).
     assert_eq!((handled.started.len(), handled.skipped), (1, 2), "{handled:?}");
 
@@ -50,7 +51,7 @@ async fn an_orchestrator_failure_fails_the_invocation() {
     let rig = Rig::new("lambda-s3-5xx").await;
     rig.put("holiday photos/beach day.jpg", PHOTO).await;
     let gone = rig.orchestrator.state_machine_arn().replace(":stateMachine:", ":stateMachine:deleted-");
-    let err = handler(&rig, &gone).handle(event(&rig)).await.expect_err("StartExecution fails");
+    let err = handler(&rig, &gone).await.handle(event(&rig)).await.expect_err("StartExecution fails");
     assert_eq!(err.failed, 1, "{err}");
     assert!(err.first.contains("holiday photos/beach day.jpg"), "{err}");
 }
@@ -63,7 +64,7 @@ async fn an_unreadable_record_fails_the_invocation_after_the_others_are_started(
     let mut bad = event.records[0].clone();
     bad.s3.object.key = Some("%FF%FE.jpg".into());
     event.records.insert(0, bad);
-    let handler = handler(&rig, rig.orchestrator.state_machine_arn());
+    let handler = handler(&rig, rig.orchestrator.state_machine_arn()).await;
     let err = handler.handle(event.clone()).await.expect_err("kept for Lambda's retries and failure destination");
     assert_eq!(err.failed, 1, "{err}");
     assert!(err.first.contains("UTF-8"), "{err}");
@@ -81,7 +82,7 @@ async fn a_record_refused_for_good_fails_the_invocation_with_its_reason() {
     let mut event = event(&rig);
     event.records.truncate(1);
     event.records[0].s3.bucket.name = Some("someone-elses-bucket".into());
-    let err = handler(&rig, rig.orchestrator.state_machine_arn()).handle(event).await.expect_err("not dropped");
+    let err = handler(&rig, rig.orchestrator.state_machine_arn()).await.handle(event).await.expect_err("not dropped");
     assert_eq!(err.failed, 1, "{err}");
     assert!(err.first.contains("not allowed") || err.first.contains("someone-elses-bucket"), "{err}");
     assert!(err.first.contains("could not be recorded"), "{err}");

@@ -1,16 +1,17 @@
-//! The embedded workflow engine: runs `ImageProcessingWorkflow` for every job, with
-//! state and history in SQLite. Every event — a submission, a worker's report, a timer —
-//! goes through the protocol's pure [`step`]; this module only loads the job's position,
-//! stores the transition in one transaction on the job's row, and carries out its effects
-//! (send the job, send the dead letter) after the commit. So reports delivered twice, or
-//! two engines on one file, cannot move a job twice, and a crash between the commit and a
-//! send is finished by the timers: an attempt is marked unsent in the same transaction
-//! (an outbox) until the queue has it.
+//! The workflow engine: runs `ImageProcessingWorkflow` for every job, with state and
+//! history in a [`JobStore`] (SQLite embedded, DynamoDB on AWS). Every event — a submission,
+//! a worker's report, a timer — goes through the protocol's pure [`step`]; this module only
+//! has the store apply the step to the job atomically, and carries out its effects (send the
+//! job, send the dead letter) after the store has it. So reports delivered twice, or several
+//! engines on one store, cannot move a job twice, and a crash between the write and a send
+//! is finished by the timers: an attempt is marked unsent in the same write (an outbox)
+//! until the queue has it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pipeline_core::job_store::{Change, Decide, JobStore, StoredJob};
 use pipeline_core::orchestration::{Orchestrator, OrchestratorError};
 use pipeline_core::queue::Queue;
 use pipeline_core::sqlite::{Db, DbError};
@@ -20,11 +21,10 @@ use protocol::job::{JobRecord, JobState};
 use protocol::message::{Job, Output, Report, ReportKind, SourceMetadata};
 use protocol::time::{Clock, SystemClock};
 use protocol::workflow::{Effect, Event, Ignored, Policy, Transition, step};
-use rusqlite::{Connection, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::error::EngineError;
-use crate::store;
+use crate::store::SqliteJobs;
 
 /// The queues the engine talks through.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ pub struct Queues {
 /// The embedded orchestrator. Cheap to clone; every clone works on the same file.
 #[derive(Clone, Debug)]
 pub struct EmbeddedEngine {
-    db: Db,
+    store: Arc<dyn JobStore>,
     queues: Queues,
     policy: Policy,
     clock: Arc<dyn Clock>,
@@ -62,59 +62,42 @@ pub enum Applied {
     Ignored(Ignored),
 }
 
-/// Steps the job `id` with `event` inside `tx` and stores the transition; `job` is
-/// inserted when the job is new. Returns the transition, or why nothing moved.
-fn advance(
-    tx: &Connection,
-    id: &str,
+/// Decides the step `event` makes of the job as stored (`None`: unknown); `new_job` is
+/// recorded when the job is new. Pure but for the jitter draw, so a store may ask again.
+fn decide(
+    stored: Option<StoredJob>,
     new_job: Option<&Job>,
     event: Event<'_>,
-    outputs: Option<(&[Output], Option<&SourceMetadata>)>,
+    outputs: Option<&(Vec<Output>, Option<SourceMetadata>)>,
     policy: &Policy,
     now: i64,
-) -> Result<Result<(Transition, Job), Ignored>, DbError> {
-    let row = store::load_row(tx, id)?;
-    let transition = match step(row.as_ref().map(|r| r.position), event, policy, fastrand::f64(), now) {
-        Ok(t) => t,
-        Err(ignored) => return Ok(Err(ignored)),
-    };
-    let mut job = match (row, new_job) {
-        (Some(row), _) => row.job,
-        (None, Some(job)) => {
-            store::insert(tx, job, now)?;
-            job.clone()
-        }
-        (None, None) => return Ok(Err(Ignored::Unknown)),
+) -> Result<Change, Ignored> {
+    let transition = step(stored.as_ref().map(|r| r.position), event, policy, fastrand::f64(), now)?;
+    let (mut job, insert) = match (stored, new_job) {
+        (Some(stored), _) => (stored.job, false),
+        (None, Some(job)) => (job.clone(), true),
+        (None, None) => return Err(Ignored::Unknown),
     };
     // A redrive processes the source as it is now: fixing it is what redrives are for.
-    if matches!(event, Event::Redriven { .. }) && job.source_version.take().is_some() {
-        store::set_job(tx, &job)?;
-    }
+    let replace_job = matches!(event, Event::Redriven { .. }) && job.source_version.take().is_some();
     job.attempt = transition.to.attempt;
-    store::save(tx, id, &transition, now)?;
-    if transition.effects.contains(&Effect::RecordOutputs) {
-        let (outputs, metadata) = outputs.unwrap_or((&[], None));
-        store::set_outputs(tx, id, outputs, metadata)?;
-    }
-    Ok(Ok((transition, job)))
-}
-
-fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbError> {
-    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    let outputs = transition.effects.contains(&Effect::RecordOutputs).then(|| outputs.cloned().unwrap_or_default());
+    Ok(Change { job, insert, replace_job, transition, outputs })
 }
 
 impl EmbeddedEngine {
-    /// An engine on `db`, creating its tables if needed.
+    /// An engine keeping its jobs in the SQLite file `db`, creating its tables if needed.
     ///
     /// # Errors
     /// The tables cannot be created.
     pub fn open(db: &Db, queues: Queues, policy: Policy) -> Result<Self, DbError> {
-        db.call_sync(|c| -> Result<(), DbError> {
-            c.execute_batch(store::SCHEMA)?;
-            store::migrate(c)
-        })?;
+        Ok(Self::new(Arc::new(SqliteJobs::open(db)?), queues, policy))
+    }
+
+    /// An engine keeping its jobs in `store`: several engines may share one.
+    pub fn new(store: Arc<dyn JobStore>, queues: Queues, policy: Policy) -> Self {
         let (ended, _) = tokio::sync::broadcast::channel(ENDED_BACKLOG);
-        Ok(Self { db: db.clone(), queues, policy, clock: Arc::new(SystemClock), ended })
+        Self { store, queues, policy, clock: Arc::new(SystemClock), ended }
     }
 
     /// The same engine reading the time from `clock` (a manual one in tests).
@@ -155,14 +138,9 @@ impl EmbeddedEngine {
         let (policy, now) = (self.policy, self.clock.now_ms());
         // A job accepted (or redriven) is on disk before anyone is told so, power loss or not.
         let durable = new_job.is_some();
-        let step = move |conn: &mut rusqlite::Connection| -> Result<_, EngineError> {
-            let tx = immediate(conn)?;
-            let outputs = outputs.as_ref().map(|(o, m)| (o.as_slice(), m.as_ref()));
-            let stepped = advance(&tx, &id, new_job.as_ref(), event.borrow(), outputs, &policy, now)?;
-            tx.commit().map_err(DbError::from)?;
-            Ok(stepped)
-        };
-        let stepped = if durable { self.db.call_durable(step).await? } else { self.db.call(step).await? };
+        let decide: Decide =
+            Arc::new(move |stored| decide(stored, new_job.as_ref(), event.borrow(), outputs.as_ref(), &policy, now));
+        let stepped = self.store.update(&id, now, durable, decide).await?.map(|c| (c.transition, c.job));
         if let Ok((transition, job)) = &stepped {
             for entry in &transition.history {
                 metrics::counter!(telemetry::WORKFLOW_STEPS, "state" => entry.state.as_str()).increment(1);
@@ -186,8 +164,7 @@ impl EmbeddedEngine {
             tracing::warn!(job_id = %job.job_id, error = %e, "could not enqueue the job; the timers send it again");
             return;
         }
-        let (id, attempt) = (job.job_id.clone(), job.attempt);
-        if let Err(e) = self.db.call(move |conn| store::sent(conn, &id, attempt)).await {
+        if let Err(e) = self.store.mark_sent(&job.job_id, job.attempt).await {
             // Only a second delivery of the same attempt can follow, which workers take in their stride.
             tracing::warn!(job_id = %job.job_id, error = %e, "could not mark the job sent");
         }
@@ -197,17 +174,7 @@ impl EmbeddedEngine {
     /// to be in the queue: the engine stopped, or the queue failed, between commit and send.
     async fn resend_unsent(&self, now: i64) -> Result<(), EngineError> {
         let before = now - i64::try_from(RESEND_AFTER.as_millis()).unwrap_or(i64::MAX);
-        let jobs = self
-            .db
-            .call(move |conn| -> Result<Vec<Job>, EngineError> {
-                let mut jobs = Vec::new();
-                for id in store::unsent(conn, before)? {
-                    jobs.extend(store::load_row(conn, &id)?.map(|row| row.job));
-                }
-                Ok(jobs)
-            })
-            .await?;
-        for job in jobs {
+        for job in self.store.unsent(before).await? {
             tracing::info!(job_id = %job.job_id, attempt = job.attempt, "sending an attempt that was stored but not sent");
             self.send_job(&job).await;
         }
@@ -270,14 +237,8 @@ impl EmbeddedEngine {
     /// The store or a queue failed; the next tick tries again.
     pub async fn tick(&self) -> Result<(), EngineError> {
         let now = self.clock.now_ms();
-        let due = self
-            .db
-            .call(move |conn| -> Result<Vec<String>, EngineError> {
-                let mut due = store::due(conn, JobState::Retry, now)?;
-                due.extend(store::due(conn, JobState::ProcessImage, now)?);
-                Ok(due)
-            })
-            .await?;
+        let mut due = self.store.due(JobState::Retry, now).await?;
+        due.extend(self.store.due(JobState::ProcessImage, now).await?);
         for id in due {
             // One transaction and one jitter draw per job, so jobs lost together do not retry together.
             self.apply(id, None, OwnedEvent::Due, None).await?;
@@ -289,16 +250,10 @@ impl EmbeddedEngine {
     /// Sends every job waiting in `DeadLetter` to the dead-letter queue, then moves it to
     /// `Fail`. One letter that cannot be sent does not hold back the others.
     async fn flush_dead_letters(&self) -> Result<(), EngineError> {
-        let pending = self
-            .db
-            .call(|conn| -> Result<Vec<JobRecord>, EngineError> {
-                let mut out = Vec::new();
-                for id in store::due(conn, JobState::DeadLetter, i64::MAX)? {
-                    out.extend(store::record(conn, &id)?);
-                }
-                Ok(out)
-            })
-            .await?;
+        let mut pending = Vec::new();
+        for id in self.store.due(JobState::DeadLetter, i64::MAX).await? {
+            pending.extend(self.store.get(&id).await?);
+        }
         let mut failed = None;
         for record in pending {
             let letter = DeadLetter::from_record(&record);
@@ -342,8 +297,15 @@ impl EmbeddedEngine {
     /// Consumes reports and runs the timers until `shutdown` is cancelled.
     pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!("orchestrator started");
+        let mut last_tick: Option<tokio::time::Instant> = None;
         while !shutdown.is_cancelled() {
             self.drain_reports(&shutdown).await;
+            // The timers' queries cost the same busy or idle (on DynamoDB, read units): at
+            // most once a TICK_EVERY, which is also the timers' resolution.
+            if last_tick.is_some_and(|t| t.elapsed() < TICK_EVERY) {
+                continue;
+            }
+            last_tick = Some(tokio::time::Instant::now());
             if let Err(e) = self.tick().await {
                 tracing::warn!(error = %e, "orchestrator tick failed");
             }
@@ -363,10 +325,22 @@ impl EmbeddedEngine {
             match self.queues.reports.receive(REPORT_BATCH, wait, Duration::from_secs(30)).await {
                 Ok(messages) => {
                     let short = messages.len() < REPORT_BATCH;
+                    let mut applied = Vec::with_capacity(messages.len());
                     for m in messages {
-                        self.handle_report_message(&m.body, &m.receipt).await;
+                        if self.handle_report_message(&m.body).await {
+                            applied.push(m.receipt);
+                        }
                     }
+                    self.delete_reports(&applied).await;
                     if short {
+                        // A trickle of reports: let a few gather before the next read, so
+                        // they take one receive and one delete, not one each.
+                        if !applied.is_empty() {
+                            tokio::select! {
+                                () = tokio::time::sleep(REPORT_WINDOW) => {}
+                                () = shutdown.cancelled() => {}
+                            }
+                        }
                         return;
                     }
                 }
@@ -383,30 +357,41 @@ impl EmbeddedEngine {
         }
     }
 
-    async fn handle_report_message(&self, body: &str, receipt: &str) {
-        let keep = match Report::from_json(body) {
+    /// Applies one report; whether it is done with (applied, or unreadable and dropped).
+    async fn handle_report_message(&self, body: &str) -> bool {
+        match Report::from_json(body) {
             Err(e) => {
                 tracing::error!(error = %e, body, "dropping an unreadable report");
-                false
+                true
             }
             Ok(report) => {
                 let job_id = report.job_id.clone();
                 match self.apply_report(report).await {
                     Ok(applied) => {
                         tracing::debug!(%job_id, ?applied, "report applied");
-                        false
+                        true
                     }
                     Err(e) => {
                         tracing::warn!(%job_id, error = %e, "report not applied; it will be redelivered");
-                        true
+                        false
                     }
                 }
             }
+        }
+    }
+
+    /// Deletes the reports done with, in one request per batch. One that stays is applied
+    /// again when it comes back, which changes nothing.
+    async fn delete_reports(&self, receipts: &[String]) {
+        if receipts.is_empty() {
+            return;
+        }
+        let failed = match self.queues.reports.delete_many(receipts).await {
+            Ok(results) => results.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
         };
-        if !keep {
-            if let Err(e) = self.queues.reports.delete(receipt).await {
-                tracing::warn!(error = %e, "could not delete an applied report");
-            }
+        for error in failed {
+            tracing::warn!(%error, "could not delete an applied report");
         }
     }
 }
@@ -415,6 +400,11 @@ impl EmbeddedEngine {
 /// longer than a send takes, so the two rarely race (a race only delivers an attempt twice).
 const RESEND_AFTER: Duration = Duration::from_secs(30);
 
+/// How often the timers run.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+/// How long the engine lets reports gather after a short batch: a job's next step waits at
+/// most this long, and at a few reports a second each read takes several.
+const REPORT_WINDOW: Duration = Duration::from_millis(250);
 /// Reports read at a time (SQS's largest batch).
 const REPORT_BATCH: usize = 10;
 /// The longest the engine applies reports before it runs its timers.
@@ -463,12 +453,11 @@ impl Orchestrator for EmbeddedEngine {
     }
 
     async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, OrchestratorError> {
-        let id = job_id.to_owned();
-        Ok(self.db.call(move |conn| -> Result<_, EngineError> { Ok(store::record(conn, &id)?) }).await?)
+        Ok(self.store.get(job_id).await.map_err(EngineError::from)?)
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<JobRecord>, OrchestratorError> {
-        Ok(self.db.call(move |conn| -> Result<_, EngineError> { Ok(store::recent(conn, limit)?) }).await?)
+        Ok(self.store.recent(limit, self.clock.now_ms()).await.map_err(EngineError::from)?)
     }
 
     fn ended(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {

@@ -1,5 +1,6 @@
 //! Why a workflow engine step failed.
 
+use pipeline_core::job_store::StoreError;
 use pipeline_core::orchestration::OrchestratorError;
 use pipeline_core::queue::QueueError;
 use pipeline_core::sqlite::DbError;
@@ -13,6 +14,9 @@ pub enum EngineError {
     /// The SQLite file failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The job store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),

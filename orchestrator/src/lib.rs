@@ -1,5 +1,5 @@
 //! The embedded workflow engine: runs `ImageProcessingWorkflow` (defined in
-//! `protocol::workflow`) over SQLite ([`engine`], [`store`]), and the dead-letter queue's
+//! `protocol::workflow`) over a job store ([`engine`]; SQLite: [`SqliteJobs`]), and the dead-letter queue's
 //! tools for operators ([`dead_letter`]).
 
 pub mod dead_letter;
@@ -9,3 +9,4 @@ mod store;
 
 pub use engine::{EmbeddedEngine, Queues};
 pub use error::EngineError;
+pub use store::SqliteJobs;

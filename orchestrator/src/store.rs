@@ -1,12 +1,14 @@
-//! The embedded engine's tables: one row per job with its current state, and an
-//! append-only history. Every change happens inside the caller's transaction.
+//! The engine's jobs in SQLite ([`SqliteJobs`]): one row per job with its current state,
+//! and an append-only history. Each step is one `BEGIN IMMEDIATE` transaction on the row.
 
-use pipeline_core::sqlite::DbError;
+use async_trait::async_trait;
+use pipeline_core::job_store::{Change, Decide, JobStore, StoreError, StoredJob};
+use pipeline_core::sqlite::{Db, DbError};
 use protocol::job::{HistoryEntry, JobRecord, JobState};
 use protocol::message::{Job, Output, SourceMetadata};
 use protocol::time::rfc3339;
-use protocol::workflow::{Effect, Position, Transition};
-use rusqlite::{Connection, OptionalExtension, params};
+use protocol::workflow::{Effect, Ignored, Position, Transition};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -48,18 +50,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), DbError> {
     Ok(())
 }
 
-/// A job's row, as the engine needs it to decide.
-#[derive(Clone, Debug)]
-pub(crate) struct Row {
-    pub job: Job,
-    pub position: Position,
-}
-
 fn json_err(e: serde_json::Error) -> DbError {
     DbError::new(format!("stored JSON is unreadable: {e}"))
 }
 
-pub(crate) fn load_row(conn: &Connection, job_id: &str) -> Result<Option<Row>, DbError> {
+fn load_row(conn: &Connection, job_id: &str) -> Result<Option<StoredJob>, DbError> {
     let row: Option<(String, u32, String, Option<i64>)> = conn
         .query_row("SELECT state, attempt, job_json, started_at FROM jobs WHERE job_id = ?1", params![job_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -69,11 +64,11 @@ pub(crate) fn load_row(conn: &Connection, job_id: &str) -> Result<Option<Row>, D
     let mut job: Job = serde_json::from_str(&job_json).map_err(json_err)?;
     job.attempt = attempt;
     let state = JobState::parse(&state).ok_or_else(|| DbError::new(format!("unknown job state {state:?}")))?;
-    Ok(Some(Row { job, position: Position { state, attempt, started_at } }))
+    Ok(Some(StoredJob { job, position: Position { state, attempt, started_at } }))
 }
 
 /// Records a new job; [`save`] then stores its first transition.
-pub(crate) fn insert(conn: &Connection, job: &Job, now: i64) -> Result<(), DbError> {
+fn insert(conn: &Connection, job: &Job, now: i64) -> Result<(), DbError> {
     let json = serde_json::to_string(job).map_err(json_err)?;
     conn.execute(
         "INSERT INTO jobs (job_id, state, attempt, job_json, created_at, updated_at, due_at)
@@ -87,7 +82,7 @@ pub(crate) fn insert(conn: &Connection, job: &Job, now: i64) -> Result<(), DbErr
 /// transition sets one, the history entries it appends, and whether an attempt now waits to
 /// be sent (an outbox: [`sent`] clears it once the queue has the message; any later
 /// transition clears it too, as a report proves the worker got it).
-pub(crate) fn save(conn: &Connection, job_id: &str, t: &Transition, now: i64) -> Result<(), DbError> {
+fn save(conn: &Connection, job_id: &str, t: &Transition, now: i64) -> Result<(), DbError> {
     let error = t.error.as_ref().map(serde_json::to_string).transpose().map_err(json_err)?;
     let send = t.effects.contains(&Effect::SendJob);
     conn.execute(
@@ -102,7 +97,7 @@ pub(crate) fn save(conn: &Connection, job_id: &str, t: &Transition, now: i64) ->
     Ok(())
 }
 
-pub(crate) fn set_outputs(
+fn set_outputs(
     conn: &Connection,
     job_id: &str,
     outputs: &[Output],
@@ -118,7 +113,7 @@ pub(crate) fn set_outputs(
 }
 
 /// Replaces the stored job message (its attempts are sent from it).
-pub fn set_job(conn: &Connection, job: &Job) -> Result<(), DbError> {
+fn set_job(conn: &Connection, job: &Job) -> Result<(), DbError> {
     let json = serde_json::to_string(job).map_err(json_err)?;
     conn.execute("UPDATE jobs SET job_json = ?2 WHERE job_id = ?1", params![job.job_id, json])?;
     Ok(())
@@ -134,7 +129,7 @@ fn push_history(conn: &Connection, job_id: &str, entry: &HistoryEntry) -> Result
     Ok(())
 }
 
-pub(crate) fn history(conn: &Connection, job_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
+fn history(conn: &Connection, job_id: &str) -> Result<Vec<HistoryEntry>, DbError> {
     let mut stmt = conn.prepare_cached("SELECT entry FROM job_history WHERE job_id = ?1 ORDER BY seq")?;
     let rows: Vec<String> = stmt.query_map(params![job_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
     rows.iter().map(|s| serde_json::from_str(s).map_err(json_err)).collect()
@@ -168,7 +163,7 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(record)
 }
 
-pub(crate) fn record(conn: &Connection, job_id: &str) -> Result<Option<JobRecord>, DbError> {
+fn record(conn: &Connection, job_id: &str) -> Result<Option<JobRecord>, DbError> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE job_id = ?1");
     let found = conn.query_row(&sql, params![job_id], record_from_row).optional()?;
     let Some(mut record) = found else { return Ok(None) };
@@ -176,7 +171,7 @@ pub(crate) fn record(conn: &Connection, job_id: &str) -> Result<Option<JobRecord
     Ok(Some(record))
 }
 
-pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, DbError> {
+fn recent(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, DbError> {
     let sql = format!("SELECT {RECORD_COLUMNS} FROM jobs ORDER BY created_at DESC, job_id DESC LIMIT ?1");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], record_from_row)?;
@@ -184,7 +179,7 @@ pub(crate) fn recent(conn: &Connection, limit: usize) -> Result<Vec<JobRecord>, 
 }
 
 /// Ids of jobs in `state` whose `due_at` has passed.
-pub(crate) fn due(conn: &Connection, state: JobState, now: i64) -> Result<Vec<String>, DbError> {
+fn due(conn: &Connection, state: JobState, now: i64) -> Result<Vec<String>, DbError> {
     let mut stmt =
         conn.prepare_cached("SELECT job_id FROM jobs WHERE state = ?1 AND due_at <= ?2 ORDER BY due_at LIMIT 100")?;
     let ids = stmt.query_map(params![state.as_str(), now], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -192,16 +187,100 @@ pub(crate) fn due(conn: &Connection, state: JobState, now: i64) -> Result<Vec<St
 }
 
 /// Marks attempt `attempt` of the job as in the queue.
-pub(crate) fn sent(conn: &Connection, job_id: &str, attempt: u32) -> Result<(), DbError> {
+fn sent(conn: &Connection, job_id: &str, attempt: u32) -> Result<(), DbError> {
     conn.execute("UPDATE jobs SET send_pending = 0 WHERE job_id = ?1 AND attempt = ?2", params![job_id, attempt])?;
     Ok(())
 }
 
 /// Ids of jobs whose attempt was stored but not known to be sent, last changed before `before`.
-pub(crate) fn unsent(conn: &Connection, before: i64) -> Result<Vec<String>, DbError> {
+fn unsent(conn: &Connection, before: i64) -> Result<Vec<String>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT job_id FROM jobs WHERE send_pending = 1 AND updated_at < ?1 ORDER BY updated_at LIMIT 100",
     )?;
     let ids = stmt.query_map(params![before], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(ids)
+}
+
+/// The engine's jobs in the SQLite file the queues share.
+#[derive(Clone, Debug)]
+pub struct SqliteJobs {
+    db: Db,
+}
+
+impl SqliteJobs {
+    /// The jobs in `db`, creating or migrating the tables if needed.
+    ///
+    /// # Errors
+    /// The tables cannot be created.
+    pub fn open(db: &Db) -> Result<Self, DbError> {
+        db.call_sync(|c| -> Result<(), DbError> {
+            c.execute_batch(SCHEMA)?;
+            migrate(c)
+        })?;
+        Ok(Self { db: db.clone() })
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteJobs {
+    async fn update(
+        &self,
+        job_id: &str,
+        now: i64,
+        durable: bool,
+        decide: Decide,
+    ) -> Result<Result<Change, Ignored>, StoreError> {
+        let id = job_id.to_owned();
+        let step = move |conn: &mut Connection| -> Result<_, StoreError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(DbError::from)?;
+            let change = match decide(load_row(&tx, &id)?) {
+                Ok(change) => change,
+                Err(ignored) => return Ok(Err(ignored)),
+            };
+            if change.insert {
+                insert(&tx, &change.job, now)?;
+            } else if change.replace_job {
+                set_job(&tx, &change.job)?;
+            }
+            save(&tx, &id, &change.transition, now)?;
+            if let Some((outputs, metadata)) = &change.outputs {
+                set_outputs(&tx, &id, outputs, metadata.as_ref())?;
+            }
+            tx.commit().map_err(DbError::from)?;
+            Ok(Ok(change))
+        };
+        if durable { self.db.call_durable(step).await } else { self.db.call(step).await }
+    }
+
+    async fn mark_sent(&self, job_id: &str, attempt: u32) -> Result<(), StoreError> {
+        let id = job_id.to_owned();
+        Ok(self.db.call(move |conn| sent(conn, &id, attempt)).await?)
+    }
+
+    async fn unsent(&self, before: i64) -> Result<Vec<Job>, StoreError> {
+        let found = self
+            .db
+            .call(move |conn| -> Result<Vec<Job>, DbError> {
+                let mut jobs = Vec::new();
+                for id in unsent(conn, before)? {
+                    jobs.extend(load_row(conn, &id)?.map(|row| row.job));
+                }
+                Ok(jobs)
+            })
+            .await?;
+        Ok(found)
+    }
+
+    async fn due(&self, state: JobState, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(self.db.call(move |conn| due(conn, state, now)).await?)
+    }
+
+    async fn get(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = job_id.to_owned();
+        Ok(self.db.call(move |conn| record(conn, &id)).await?)
+    }
+
+    async fn recent(&self, limit: usize, _now: i64) -> Result<Vec<JobRecord>, StoreError> {
+        Ok(self.db.call(move |conn| recent(conn, limit)).await?)
+    }
 }

@@ -1,11 +1,14 @@
-//! The embedded engine against real SQLite queues: every path of the workflow.
+//! The workflow engine against real SQLite queues: every path of the workflow, with its
+//! jobs in SQLite and in DynamoDB (on the emulator), and each store's own contract.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator::dead_letter;
 use orchestrator::engine::Applied;
-use orchestrator::{EmbeddedEngine, Queues};
+use orchestrator::{EmbeddedEngine, Queues, SqliteJobs};
+use pipeline_aws::{AwsConfig, DynamoJobs};
+use pipeline_core::job_store::JobStore;
 use pipeline_core::orchestration::Orchestrator;
 use pipeline_core::queue::sqlite::SqliteQueue;
 use pipeline_core::queue::{Queue, QueueError, QueueStats, Received};
@@ -28,19 +31,81 @@ struct Rig {
     dlq: Arc<dyn Queue>,
 }
 
-fn rig(config: Policy) -> Rig {
-    rig_with_dlq(config, |dlq| dlq)
+/// Where a rig's engine keeps its jobs.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Sqlite,
+    DynamoDb,
+}
+
+/// A new, empty table on the emulator.
+async fn dynamodb_jobs() -> DynamoJobs {
+    let endpoint = std::env::var("IMGPIPE_TEST_AWS_ENDPOINT")
+        .expect("IMGPIPE_TEST_AWS_ENDPOINT: start the emulator with eval \"$(scripts/moto.sh start)\"");
+    let aws = AwsConfig::for_endpoint(&endpoint).await;
+    let table = format!("jobs-{}", uuid::Uuid::new_v4().simple());
+    let store = DynamoJobs::new(aws.dynamodb_client(), table);
+    store.create_table().await.expect("table");
+    store
+}
+
+/// The store `store` names: SQLite in `db`, or a new DynamoDB table.
+async fn job_store(store: Store, db: &Db) -> Arc<dyn JobStore> {
+    match store {
+        Store::Sqlite => Arc::new(SqliteJobs::open(db).expect("tables")),
+        Store::DynamoDb => Arc::new(dynamodb_jobs().await),
+    }
+}
+
+/// Runs each scenario with its jobs in SQLite and in DynamoDB.
+macro_rules! on_each_store {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Store::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb() {
+                super::$name(super::Store::DynamoDb).await;
+            }
+        }
+    )*};
+}
+
+on_each_store!(
+    success_path_records_outputs_and_history,
+    retryable_failures_back_off_with_growing_delays_then_succeed,
+    permanent_failure_dead_letters_with_history_and_redrive_restarts,
+    retryable_failures_dead_letter_once_attempts_are_spent,
+    a_silent_worker_is_lost_and_the_job_retried,
+    heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout,
+    the_engine_passes_the_orchestrator_suite,
+    a_second_start_under_a_used_id_is_a_conflict_not_an_outage,
+    after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_lost,
+    a_dead_letter_that_cannot_be_sent_does_not_hold_back_the_next_one,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_job_store() {
+    let dir = TempDir::new().expect("tempdir");
+    let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
+    pipeline_core::conformance::job_store(Arc::new(SqliteJobs::open(&db).expect("tables")), "sqlite").await;
+}
+
+async fn rig(store: Store, config: Policy) -> Rig {
+    rig_with_dlq(store, config, |dlq| dlq).await
 }
 
 /// A rig whose engine sends dead letters through `wrap(dlq)`.
-fn rig_with_dlq(config: Policy, wrap: impl FnOnce(Arc<dyn Queue>) -> Arc<dyn Queue>) -> Rig {
+async fn rig_with_dlq(store: Store, config: Policy, wrap: impl FnOnce(Arc<dyn Queue>) -> Arc<dyn Queue>) -> Rig {
     let dir = TempDir::new().expect("tempdir");
     let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
     let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
     let (jobs, dlq) = (q("jobs"), q("dlq"));
     let queues = Queues { jobs: Arc::clone(&jobs), reports: q("reports"), dead_letters: wrap(Arc::clone(&dlq)) };
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let engine = EmbeddedEngine::open(&db, queues, config).expect("engine").with_clock(clock.clone());
+    let engine = EmbeddedEngine::new(job_store(store, &db).await, queues, config).with_clock(clock.clone());
     Rig { _dir: dir, clock, engine, jobs, dlq }
 }
 
@@ -75,9 +140,8 @@ fn states(record: &protocol::job::JobRecord) -> Vec<String> {
     record.history.iter().map(|h| h.state.to_string()).collect()
 }
 
-#[tokio::test]
-async fn success_path_records_outputs_and_history() {
-    let r = rig(Policy::default());
+async fn success_path_records_outputs_and_history(store: Store) {
+    let r = rig(store, Policy::default()).await;
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     assert_eq!(job.attempt, 1);
@@ -91,9 +155,8 @@ async fn success_path_records_outputs_and_history() {
     assert_eq!(states(&rec), ["ProcessImage", "CheckResult", "Success"]);
 }
 
-#[tokio::test]
-async fn retryable_failures_back_off_with_growing_delays_then_succeed() {
-    let r = rig(fast_retries(4));
+async fn retryable_failures_back_off_with_growing_delays_then_succeed(store: Store) {
+    let r = rig(store, fast_retries(4)).await;
     r.engine.submit(new_job()).await.expect("submit");
     let mut delays = Vec::new();
     for attempt in 1..=2 {
@@ -136,9 +199,8 @@ async fn retryable_failures_back_off_with_growing_delays_then_succeed() {
     );
 }
 
-#[tokio::test]
-async fn permanent_failure_dead_letters_with_history_and_redrive_restarts() {
-    let r = rig(fast_retries(4));
+async fn permanent_failure_dead_letters_with_history_and_redrive_restarts(store: Store) {
+    let r = rig(store, fast_retries(4)).await;
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     let fail = Report::new(&job, ReportKind::Failed { error: JobError::permanent("NotAnImage", "text file") });
@@ -172,9 +234,8 @@ async fn permanent_failure_dead_letters_with_history_and_redrive_restarts() {
     assert!(rec.history.iter().any(|h| h.note.as_deref() == Some("redriven from the dead-letter queue")));
 }
 
-#[tokio::test]
-async fn retryable_failures_dead_letter_once_attempts_are_spent() {
-    let r = rig(fast_retries(2));
+async fn retryable_failures_dead_letter_once_attempts_are_spent(store: Store) {
+    let r = rig(store, fast_retries(2)).await;
     r.engine.submit(new_job()).await.expect("submit");
     for _ in 0..2 {
         let job = take_job(r.jobs.as_ref()).await;
@@ -189,15 +250,14 @@ async fn retryable_failures_dead_letter_once_attempts_are_spent() {
     assert!(letter.error.message.contains("after 2 attempts"), "{}", letter.error.message);
 }
 
-#[tokio::test]
-async fn a_silent_worker_is_lost_and_the_job_retried() {
+async fn a_silent_worker_is_lost_and_the_job_retried(store: Store) {
     let config = Policy {
         queue_timeout: Duration::from_millis(300),
         task_timeout: Duration::from_secs(5),
         heartbeat_timeout: Duration::from_millis(400),
         ..fast_retries(3)
     };
-    let r = rig(config);
+    let r = rig(store, config).await;
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     // A heartbeat replaces the queue deadline by the heartbeat deadline.
@@ -221,15 +281,14 @@ async fn a_silent_worker_is_lost_and_the_job_retried() {
     assert_eq!(take_job(r.jobs.as_ref()).await.attempt, 2);
 }
 
-#[tokio::test]
-async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
+async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout(store: Store) {
     let config = Policy {
         queue_timeout: Duration::from_secs(60),
         task_timeout: Duration::from_millis(500),
         heartbeat_timeout: Duration::from_millis(300),
         ..fast_retries(3)
     };
-    let r = rig(config);
+    let r = rig(store, config).await;
     r.engine.submit(new_job()).await.expect("submit");
     let job = take_job(r.jobs.as_ref()).await;
     // A hung job whose worker keeps heartbeating.
@@ -247,7 +306,7 @@ async fn heartbeats_cannot_keep_an_attempt_alive_past_the_task_timeout() {
 
 #[tokio::test]
 async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
-    let r = rig(Policy::default());
+    let r = rig(Store::Sqlite, Policy::default()).await;
     let job = new_job();
     r.dlq.send(&job.to_json(), Duration::ZERO).await.expect("send");
     r.dlq.send("garbage", Duration::ZERO).await.expect("send");
@@ -272,14 +331,13 @@ async fn dlq_reads_messages_moved_by_the_queue_and_keeps_unreadable_ones() {
     assert!(dead_letter::list(r.dlq.as_ref()).await.expect("list").is_empty());
 }
 
-#[tokio::test]
-async fn the_embedded_engine_passes_the_orchestrator_suite() {
+async fn the_engine_passes_the_orchestrator_suite(store: Store) {
     let dir = TempDir::new().expect("tempdir");
     let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
     let q = |name: &str| Arc::new(SqliteQueue::open(&db, name).expect("queue")) as Arc<dyn Queue>;
     let (jobs, reports) = (q("jobs"), q("reports"));
     let queues = Queues { jobs: Arc::clone(&jobs), reports: Arc::clone(&reports), dead_letters: q("dlq") };
-    let engine = EmbeddedEngine::open(&db, queues, fast_retries(3)).expect("engine");
+    let engine = EmbeddedEngine::new(job_store(store, &db).await, queues, fast_retries(3));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn({
         let (engine, shutdown) = (engine.clone(), shutdown.clone());
@@ -291,9 +349,8 @@ async fn the_embedded_engine_passes_the_orchestrator_suite() {
     running.await.expect("the engine stopped");
 }
 
-#[tokio::test]
-async fn a_second_start_under_a_used_id_is_a_conflict_not_an_outage() {
-    let r = rig(Policy::default());
+async fn a_second_start_under_a_used_id_is_a_conflict_not_an_outage(store: Store) {
+    let r = rig(store, Policy::default()).await;
     let job = new_job();
     r.engine.start(job.clone()).await.expect("started");
     let err = r.engine.start(job).await.expect_err("the id is taken");
@@ -344,7 +401,7 @@ impl Queue for Sampling {
 
 #[tokio::test]
 async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_of_those_in_flight() {
-    let r = rig(Policy::default());
+    let r = rig(Store::Sqlite, Policy::default()).await;
     r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
     r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
     let sampling = Sampling { inner: Arc::clone(&r.dlq), empty_answers: 3.into(), refuse: None };
@@ -358,9 +415,8 @@ async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_o
     assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (1, 1));
 }
 
-#[tokio::test]
-async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_lost() {
-    let r = rig(Policy::default());
+async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_lost(store: Store) {
+    let r = rig(store, Policy::default()).await;
     let mut running = Vec::new();
     for i in 0..13 {
         let job = Job::new("original", format!("p{i}.jpg"), "resized", vec![Rendition::thumbnail()]);
@@ -404,11 +460,10 @@ async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_
     assert!(rec.history.iter().all(|h| h.error.is_none()), "never judged lost: {:?}", rec.history);
 }
 
-#[tokio::test]
-async fn a_dead_letter_that_cannot_be_sent_does_not_hold_back_the_next_one() {
+async fn a_dead_letter_that_cannot_be_sent_does_not_hold_back_the_next_one(store: Store) {
     let refusing =
         |dlq| Arc::new(Sampling { inner: dlq, empty_answers: 0.into(), refuse: Some("stuck.jpg") }) as Arc<dyn Queue>;
-    let r = rig_with_dlq(Policy::default(), refusing);
+    let r = rig_with_dlq(store, Policy::default(), refusing).await;
     let bad = JobError::permanent("NotAnImage", "text");
     let mut ids = Vec::new();
     for key in ["stuck.jpg", "next.jpg"] {

@@ -1,6 +1,6 @@
 //! The AWS settings, loaded once from the standard sources (`AWS_REGION`,
 //! `AWS_ENDPOINT_URL`, `AWS_PROFILE`, credentials files, container and instance roles),
-//! with connect and read timeouts, and the S3 and SQS clients built from them once and shared,
+//! with connect and read timeouts, and the clients built from them once and shared,
 //! each counting the requests it sends (`requests`).
 
 use std::time::Duration;
@@ -96,9 +96,20 @@ impl AwsConfig {
         aws_sdk_sfn::Client::from_conf(aws_sdk_sfn::config::Builder::from(&self.sdk).interceptor(CountRequests).build())
     }
 
+    /// A DynamoDB client.
+    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        let conf = aws_sdk_dynamodb::config::Builder::from(&self.sdk).interceptor(CountRequests).build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
     /// Every client, built once.
     pub fn clients(&self) -> AwsClients {
-        AwsClients { s3: self.s3_client(), sqs: self.sqs_client(), sfn: self.sfn_client() }
+        AwsClients {
+            s3: self.s3_client(),
+            sqs: self.sqs_client(),
+            sfn: self.sfn_client(),
+            dynamodb: self.dynamodb_client(),
+        }
     }
 }
 
@@ -111,4 +122,6 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     /// Step Functions.
     pub sfn: aws_sdk_sfn::Client,
+    /// DynamoDB (the engine's job store).
+    pub dynamodb: aws_sdk_dynamodb::Client,
 }

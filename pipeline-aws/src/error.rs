@@ -23,6 +23,7 @@ const THROTTLING: &[&str] = &[
     "InternalError",
     "ServiceUnavailable",
     "KMS.ThrottlingException",
+    "ProvisionedThroughputExceededException",
 ];
 
 /// One failed AWS call.

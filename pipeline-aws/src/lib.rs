@@ -8,7 +8,8 @@
 //! Layout:
 //! - [`config`]: settings loaded once from the standard AWS sources; clients built once.
 //! - [`s3`]: the [`S3BlobStore`].
-//! - [`sqs`]: the [`SqsQueue`], with attributes and batch delete beyond the trait.
+//! - [`dynamodb`]: the workflow engine's [`JobStore`](pipeline_core::job_store::JobStore) on DynamoDB.
+//! - [`sqs`]: the [`SqsQueue`], with attributes beyond the trait.
 //! - [`setup`]: queues with redrive policies, buckets, bucket notifications.
 //! - [`redrive`]: moving messages between queues (receive → send → delete).
 //! - [`sfn`]: Step Functions as the orchestrator, the worker's task-token reports, and
@@ -18,6 +19,7 @@
 
 pub mod backends;
 pub mod config;
+pub mod dynamodb;
 pub mod error;
 pub mod redrive;
 pub mod requests;
@@ -28,6 +30,7 @@ pub mod sqs;
 
 pub use backends::AwsBackends;
 pub use config::{AwsClients, AwsConfig};
+pub use dynamodb::DynamoJobs;
 pub use error::AwsError;
 pub use s3::S3BlobStore;
 pub use sqs::{SqsMessage, SqsQueue};

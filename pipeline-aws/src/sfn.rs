@@ -145,7 +145,7 @@ impl Orchestrator for SfnOrchestrator {
     /// same job again is a no-op; another job under a used id is refused.
     async fn start(&self, job: Job) -> Result<(), OrchestratorError> {
         let job = Job { task_token: None, ..job };
-        let input = job.to_json();
+        let input = protocol::sfn::execution_input(&job);
         let started = self
             .client
             .start_execution()
@@ -165,8 +165,8 @@ impl Orchestrator for SfnOrchestrator {
             return Err(failed(e));
         }
         let existing = self.describe(&self.execution_arn(&job.job_id)).await.map_err(failed)?;
-        let same = existing.and_then(|out| out.input().and_then(|i| serde_json::from_str::<Value>(i).ok()))
-            == serde_json::from_str::<Value>(&input).ok();
+        // Compared as jobs: an input written before a field existed reads as its default.
+        let same = existing.and_then(|out| out.input().and_then(|i| Job::from_json(i).ok())).is_some_and(|j| j == job);
         if same {
             tracing::info!(job_id = %job.job_id, "execution already started");
             Ok(())

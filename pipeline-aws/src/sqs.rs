@@ -158,34 +158,6 @@ impl SqsQueue {
         }
     }
 
-    /// Deletes several deliveries in calls of up to 10; one result per receipt, in order.
-    ///
-    /// # Errors
-    /// A failure of a whole call; per-receipt failures are in the returned list.
-    pub async fn delete_batch(&self, receipts: &[String]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
-        let mut results = Vec::with_capacity(receipts.len());
-        for chunk in receipts.chunks(MAX_BATCH) {
-            let mut req = self.client.delete_message_batch().queue_url(&self.url);
-            for (i, receipt) in chunk.iter().enumerate() {
-                let entry = DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .map_err(|e| QueueError::Invalid(e.to_string()))?;
-                req = req.entries(entry);
-            }
-            let out = req.send().await.map_err(|e| QueueError::from(AwsError::from_sdk("DeleteMessageBatch", &e)))?;
-            let mut chunk_results: Vec<Result<(), QueueError>> = chunk.iter().map(|_| Ok(())).collect();
-            for failed in out.failed() {
-                if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| chunk_results.get_mut(i)) {
-                    *slot = Err(batch_entry_error(failed.code(), failed.message(), failed.sender_fault()));
-                }
-            }
-            results.extend(chunk_results);
-        }
-        Ok(results)
-    }
-
     async fn attributes(
         &self,
         names: &[QueueAttributeName],
@@ -290,6 +262,31 @@ impl Queue for SqsQueue {
             Ok(_) => Ok(()),
             Err(e) => Err(receipt_error(AwsError::from_sdk("DeleteMessage", &e))),
         }
+    }
+
+    async fn delete_many(&self, receipts: &[String]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let mut results = Vec::with_capacity(receipts.len());
+        // DeleteMessageBatch: up to ten in one request.
+        for chunk in receipts.chunks(MAX_BATCH) {
+            let mut req = self.client.delete_message_batch().queue_url(&self.url);
+            for (i, receipt) in chunk.iter().enumerate() {
+                let entry = DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .map_err(|e| QueueError::Invalid(e.to_string()))?;
+                req = req.entries(entry);
+            }
+            let out = req.send().await.map_err(|e| QueueError::from(AwsError::from_sdk("DeleteMessageBatch", &e)))?;
+            let mut chunk_results: Vec<Result<(), QueueError>> = chunk.iter().map(|_| Ok(())).collect();
+            for failed in out.failed() {
+                if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| chunk_results.get_mut(i)) {
+                    *slot = Err(batch_entry_error(failed.code(), failed.message(), failed.sender_fault()));
+                }
+            }
+            results.extend(chunk_results);
+        }
+        Ok(results)
     }
 
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {

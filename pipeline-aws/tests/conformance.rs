@@ -21,6 +21,11 @@ async fn sqs_visibility() {
 }
 
 #[tokio::test]
+async fn sqs_delete_many() {
+    conformance::queue_delete_many(&queue(&aws().await, "many").await).await;
+}
+
+#[tokio::test]
 async fn sqs_delay() {
     conformance::queue_delay(&queue(&aws().await, "delay").await).await;
 }
@@ -61,4 +66,10 @@ async fn sqs_purge() {
 async fn s3_blob_store() {
     let (store, name) = bucket(&aws().await, "conformance").await;
     conformance::blob_store(&store, &name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_job_store() {
+    let store = common::jobs_table(&aws().await).await;
+    conformance::job_store(Arc::new(store), &unique("store")).await;
 }

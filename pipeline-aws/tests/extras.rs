@@ -63,27 +63,6 @@ async fn attributes_travel_and_receive_counts_rise() {
 }
 
 #[tokio::test]
-async fn batch_delete_reports_each_receipt() {
-    let aws = aws().await;
-    let q = queue(&aws, "batch").await;
-    for i in 0..12 {
-        q.send(&format!("m{i}"), Duration::ZERO).await.expect("send");
-    }
-    let mut receipts = Vec::new();
-    while receipts.len() < 12 {
-        let got = q.receive(10, SEC, 30 * SEC).await.expect("receive");
-        assert!(!got.is_empty(), "all 12 arrive");
-        receipts.extend(got.into_iter().map(|m| m.receipt));
-    }
-    receipts.push("not-a-receipt".into());
-    let results = q.delete_batch(&receipts).await.expect("batch");
-    assert_eq!(results.len(), 13);
-    assert!(results[..12].iter().all(Result::is_ok), "{results:?}");
-    assert!(matches!(results[12], Err(QueueError::ReceiptInvalid)), "{:?}", results[12]);
-    assert!(q.receive(10, Duration::ZERO, SEC).await.expect("receive").is_empty());
-}
-
-#[tokio::test]
 async fn queues_resolve_by_name_or_url_and_stale_receipts_are_reported_on_extend() {
     let aws = aws().await;
     let q = queue(&aws, "named").await;

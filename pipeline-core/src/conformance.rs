@@ -105,6 +105,26 @@ pub async fn queue_stale_receipts(q: &dyn Queue) {
     assert!(matches!(q.delete(&again.receipt).await, Err(QueueError::ReceiptInvalid)), "deleted receipt is stale");
 }
 
+/// Deleting several deliveries at once: more than one batch, each receipt's own result in
+/// order (a receipt that names nothing is refused alone), and the deleted messages gone.
+pub async fn queue_delete_many(q: &dyn Queue) {
+    for i in 0..12 {
+        q.send(&format!("m{i}"), Duration::ZERO).await.expect("send");
+    }
+    let mut receipts = Vec::new();
+    while receipts.len() < 12 {
+        let got = q.receive(10, SEC, 30 * SEC).await.expect("receive");
+        assert!(!got.is_empty(), "all 12 arrive");
+        receipts.extend(got.into_iter().map(|m| m.receipt));
+    }
+    receipts.push("not-a-receipt".into());
+    let results = q.delete_many(&receipts).await.expect("delete many");
+    assert_eq!(results.len(), 13);
+    assert!(results[..12].iter().all(Result::is_ok), "{results:?}");
+    assert!(matches!(results[12], Err(QueueError::ReceiptInvalid)), "{:?}", results[12]);
+    assert!(q.receive(10, Duration::ZERO, SEC).await.expect("receive").is_empty());
+}
+
 /// A delayed message is invisible until its delay passes; a long poll waits for it.
 pub async fn queue_delay(q: &dyn Queue) {
     q.send("later", 2 * SEC).await.unwrap();
@@ -397,4 +417,177 @@ pub async fn orchestrator_and_reporter(orchestrator: &dyn Orchestrator, jobs: &d
     let walked = history(&record);
     let retried = walked.iter().position(|s| *s == JobState::Retry).expect("a Retry step");
     assert_eq!(walked[retried + 1], JobState::ProcessImage, "{walked:?}");
+}
+
+/// Steps `job` (new when not stored) with `event` under the default policy, as the engine does.
+fn stepper(job: protocol::Job, event: OwnedStep, now: i64) -> crate::job_store::Decide {
+    use protocol::workflow::{Effect, Event, Policy, step};
+    Arc::new(move |stored: Option<crate::job_store::StoredJob>| {
+        let event = match &event {
+            OwnedStep::Submitted => Event::Submitted { attempt: 1 },
+            OwnedStep::Heartbeat => Event::Heartbeat { attempt: 1 },
+            OwnedStep::Succeeded => Event::Succeeded { attempt: 1 },
+        };
+        let transition = step(stored.as_ref().map(|s| s.position), event, &Policy::default(), 0.5, now)?;
+        let insert = stored.is_none();
+        let mut job = stored.map_or_else(|| job.clone(), |s| s.job);
+        job.attempt = transition.to.attempt;
+        let outputs = transition.effects.contains(&Effect::RecordOutputs).then(|| (vec![sample_output(&job)], None));
+        Ok(crate::job_store::Change { job, insert, replace_job: false, transition, outputs })
+    })
+}
+
+#[derive(Clone, Copy)]
+enum OwnedStep {
+    Submitted,
+    Heartbeat,
+    Succeeded,
+}
+
+/// The [`JobStore`](crate::job_store::JobStore) contract: a step is stored whole or not at
+/// all, a new job is recorded once, concurrent steps on one job are applied one after the
+/// other (none lost), and the timers' and the listing's queries see what was stored.
+/// `prefix` keeps the ids of one run apart from another's on a shared store.
+pub async fn job_store(store: Arc<dyn crate::job_store::JobStore>, prefix: &str) {
+    use crate::job_store::Change;
+    use protocol::job::HistoryEntry;
+    use protocol::workflow::{Ignored, Transition};
+
+    let now = protocol::time::now_ms();
+    let mut job =
+        protocol::Job::new("original", format!("{prefix}/a.jpg"), "resized", vec![protocol::Rendition::thumbnail()]);
+    job.source_version = Some("etag-1".into());
+    let id = job.job_id.clone();
+
+    // A new job: stored with its first history entry, marked unsent, due at its deadline.
+    let first = store.update(&id, now, true, stepper(job.clone(), OwnedStep::Submitted, now)).await.expect("insert");
+    let first = first.expect("a new job is stored");
+    assert!(first.insert);
+    let record = store.get(&id).await.expect("get").expect("the job is stored");
+    assert_eq!((record.state, record.attempts), (JobState::ProcessImage, 1));
+    assert_eq!(record.source_key, job.source_key);
+    assert_eq!(record.history, first.transition.history, "the history is the step's");
+    assert_eq!(record.created_at, protocol::time::rfc3339(now));
+    assert!(store.get(&format!("{id}-none")).await.expect("get").is_none(), "an unknown job is None");
+
+    // The same id again is refused by the step, and nothing changes.
+    let again =
+        store.update(&id, now + 1, true, stepper(job.clone(), OwnedStep::Submitted, now + 1)).await.expect("update");
+    assert_eq!(again.err(), Some(Ignored::Exists));
+    assert_eq!(store.get(&id).await.expect("get").expect("job").history.len(), record.history.len());
+
+    // The outbox: unsent until marked sent; a mark for another attempt does not clear it.
+    let unsent = |before| {
+        let store = Arc::clone(&store);
+        let id = id.clone();
+        async move { store.unsent(before).await.expect("unsent").into_iter().filter(|j| j.job_id == id).collect::<Vec<_>>() }
+    };
+    assert!(unsent(now).await.is_empty(), "only jobs changed before `before` count");
+    let pending = unsent(now + 1).await;
+    assert_eq!(pending.len(), 1, "the new attempt waits for its send");
+    assert_eq!((pending[0].attempt, pending[0].source_version.as_deref()), (1, Some("etag-1")));
+    store.mark_sent(&id, 2).await.expect("mark another attempt");
+    assert_eq!(unsent(now + 1).await.len(), 1, "a mark for another attempt leaves it");
+    store.mark_sent(&id, 1).await.expect("mark sent");
+    assert!(unsent(now + 1).await.is_empty(), "sent");
+
+    // The timers' query: due at the deadline, in its state only.
+    let due = |state, at| {
+        let store = Arc::clone(&store);
+        let id = id.clone();
+        async move { store.due(state, at).await.expect("due").contains(&id) }
+    };
+    let deadline = first.transition.due_at;
+    assert!(due(JobState::ProcessImage, deadline).await);
+    assert!(!due(JobState::ProcessImage, deadline - 1).await, "not before its due time");
+    assert!(!due(JobState::Retry, i64::MAX).await, "not in another state");
+
+    // Concurrent steps on one job: each is applied on the other's result, none lost.
+    let note = move |i: usize, stored: &crate::job_store::StoredJob| Transition {
+        to: stored.position,
+        due_at: deadline,
+        error: None,
+        history: vec![HistoryEntry {
+            at: protocol::time::rfc3339(now),
+            state: stored.position.state,
+            attempt: stored.position.attempt,
+            error: None,
+            delay_ms: None,
+            ceiling_ms: None,
+            note: Some(format!("note {i}")),
+        }],
+        effects: Vec::new(),
+    };
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let id = id.clone();
+            tokio::spawn(async move {
+                let decide: crate::job_store::Decide = Arc::new(move |stored| {
+                    let stored = stored.ok_or(Ignored::Unknown)?;
+                    let transition = note(i, &stored);
+                    Ok(Change { job: stored.job, insert: false, replace_job: false, transition, outputs: None })
+                });
+                store.update(&id, now + 2, false, decide).await.expect("concurrent update").expect("applied")
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.expect("racer");
+    }
+    let history = store.get(&id).await.expect("get").expect("job").history;
+    let notes: HashSet<_> = history.iter().filter_map(|h| h.note.clone()).filter(|n| n.starts_with("note ")).collect();
+    assert_eq!(notes.len(), 8, "every concurrent step is kept: {history:?}");
+
+    // A worker's start then its success: outputs recorded, the job ends and leaves the timers.
+    let started = store.update(&id, now + 3, false, stepper(job.clone(), OwnedStep::Heartbeat, now + 3)).await;
+    let started = started.expect("heartbeat").expect("applied").transition.due_at;
+    assert_ne!(started, deadline);
+    assert!(due(JobState::ProcessImage, started).await, "a heartbeat moves the deadline");
+    assert!(!due(JobState::ProcessImage, started - 1).await, "to the new one");
+    let done =
+        store.update(&id, now + 4, false, stepper(job.clone(), OwnedStep::Succeeded, now + 4)).await.expect("ok");
+    assert_eq!(done.expect("moved").transition.to.state, JobState::Success);
+    let record = store.get(&id).await.expect("get").expect("job");
+    assert_eq!(record.state, JobState::Success);
+    assert_eq!(record.outputs, vec![sample_output(&job)]);
+    assert_eq!(record.updated_at, protocol::time::rfc3339(now + 4));
+    assert!(!due(JobState::ProcessImage, i64::MAX).await, "an ended job has no timer");
+
+    // A redrive's new message replaces the stored one (its pin dropped) and is what is sent.
+    let redrive: crate::job_store::Decide = Arc::new(move |stored| {
+        let stored = stored.ok_or(Ignored::Unknown)?;
+        let mut job = stored.job;
+        job.source_version = None;
+        job.attempt = 1;
+        let mut to = stored.position;
+        (to.state, to.attempt, to.started_at) = (JobState::ProcessImage, 1, None);
+        let transition = Transition {
+            to,
+            due_at: now + 60_000,
+            error: None,
+            history: Vec::new(),
+            effects: vec![protocol::workflow::Effect::SendJob],
+        };
+        Ok(Change { job, insert: false, replace_job: true, transition, outputs: None })
+    });
+    store.update(&id, now + 5, true, redrive).await.expect("redrive").expect("moved");
+    let pending = unsent(now + 6).await;
+    assert_eq!(pending.len(), 1, "the redriven attempt waits for its send");
+    assert_eq!(pending[0].source_version, None, "the stored message is the new one");
+
+    // The listing: newest first, without history.
+    let mut later =
+        protocol::Job::new("original", format!("{prefix}/b.jpg"), "resized", vec![protocol::Rendition::thumbnail()]);
+    later.attempt = 1;
+    store
+        .update(&later.job_id, now + 10, true, stepper(later.clone(), OwnedStep::Submitted, now + 10))
+        .await
+        .expect("b")
+        .expect("new");
+    let recent = store.recent(1000, now + 10).await.expect("recent");
+    let ours: Vec<_> = recent.iter().filter(|r| r.source_key.starts_with(&format!("{prefix}/"))).collect();
+    assert_eq!(ours.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(), [later.job_id.as_str(), id.as_str()]);
+    assert!(ours.iter().all(|r| r.history.is_empty()), "the listing leaves the history out");
+    assert_eq!(store.recent(1, now + 10).await.expect("recent").len(), 1, "the limit holds");
 }

@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`blob`]: the [`BlobStore`](blob::BlobStore) trait and the local folder store (key rules: `protocol::keys`).
+//! - [`job_store`]: the [`JobStore`](job_store::JobStore) the workflow engine keeps its jobs in.
 //! - [`orchestration`]: the [`Orchestrator`](orchestration::Orchestrator) contract.
 //! - [`queue`]: the [`Queue`](queue::Queue) trait and the SQLite queue.
 //! - [`report`]: the [`Reporter`](report::Reporter) contract workers report through.
@@ -17,6 +18,7 @@
 pub mod blob;
 pub mod conformance;
 pub mod crash;
+pub mod job_store;
 pub mod orchestration;
 pub mod queue;
 pub mod report;

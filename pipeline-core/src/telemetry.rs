@@ -57,6 +57,8 @@ pub const QUEUE_OLDEST_AGE: &str = "imgpipe_queue_oldest_age_seconds";
 pub const AWS_REQUESTS: &str = "imgpipe_aws_requests_total";
 /// SQS receives that came back empty (idle long polls), counted in [`AWS_REQUESTS`] too.
 pub const AWS_EMPTY_RECEIVES: &str = "imgpipe_aws_empty_receives_total";
+/// DynamoDB capacity units the job store consumed, by kind (`read`, `write`) and operation: what it bills.
+pub const DYNAMODB_UNITS: &str = "imgpipe_dynamodb_units_total";
 
 /// Buckets of every `_seconds` histogram: 5 ms to 5 min.
 const SECONDS_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -105,6 +107,10 @@ fn describe() {
     describe_gauge!(QUEUE_OLDEST_AGE, "How long the oldest message of a queue has waited.");
     describe_counter!(AWS_REQUESTS, "AWS requests sent (each attempt, retries too), by service and operation.");
     describe_counter!(AWS_EMPTY_RECEIVES, "SQS receives that returned no message.");
+    describe_counter!(
+        DYNAMODB_UNITS,
+        "DynamoDB capacity units the job store consumed, by kind (read, write) and operation."
+    );
 }
 
 /// Records `seconds` for `stage` of an attempt.

@@ -31,6 +31,12 @@ async fn sqlite_visibility() {
 }
 
 #[tokio::test]
+async fn sqlite_delete_many() {
+    let dir = TempDir::new().expect("tempdir");
+    conformance::queue_delete_many(&queue(&dir, "q")).await;
+}
+
+#[tokio::test]
 async fn sqlite_stale_receipts() {
     let dir = TempDir::new().expect("tempdir");
     conformance::queue_stale_receipts(&queue(&dir, "q")).await;

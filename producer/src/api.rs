@@ -193,7 +193,7 @@ struct WaitQuery {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Queued {
-    /// The job's id: one per source version, destination and renditions.
+    /// The job's id: one per source version, destination, renditions and sidecar choice.
     pub job_id: String,
     /// Always `queued`.
     #[schema(example = "queued")]
@@ -404,7 +404,7 @@ fn finished_response(record: &JobRecord) -> Response {
 
 /// `record` as the API shows it: its source metadata without the camera facts (see
 /// [`SourceMetadata::public`](protocol::message::SourceMetadata::public)); the sidecar in the
-/// destination bucket is the place for them.
+/// destination bucket, for jobs that ask for it, is the place for them.
 pub fn public_record(mut record: JobRecord) -> JobRecord {
     record.metadata = record.metadata.as_ref().map(protocol::message::SourceMetadata::public);
     record

@@ -28,27 +28,36 @@ pub struct ProcessRequest {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 16)]
     pub renditions: Option<Vec<Rendition>>,
+    /// Also write the metadata sidecar beside the renditions (`resized/<stem>_metadata.json`
+    /// for a `<stem>.jpg` source): the source's metadata (camera facts included), its version
+    /// and the outputs. One more object written per job, so off unless asked; when absent the
+    /// server's default applies (`IMGPIPE_SIDECAR`, off unless set). Asking for it makes
+    /// another job than not asking.
+    #[serde(default)]
+    pub sidecar: Option<bool>,
 }
 
 impl ProcessRequest {
     /// The checks that need no storage: the buckets against `buckets`, the key and the
-    /// renditions. Returns the renditions the job will produce.
+    /// renditions. Returns the renditions the job will produce and whether it writes the
+    /// sidecar (the request's choice, else `default_sidecar`).
     ///
     /// # Errors
     /// A permanent [`IntakeError`] naming the first rule broken.
-    pub fn validate(&self, buckets: &Buckets) -> Result<Vec<Rendition>, IntakeError> {
+    pub fn validate(&self, buckets: &Buckets, default_sidecar: bool) -> Result<(Vec<Rendition>, bool), IntakeError> {
         buckets.check(&self.source_bucket, &self.source_key, &self.destination_bucket)?;
         validate_key(&self.source_key).map_err(|e| IntakeError::InvalidKey(e.to_string()))?;
         let renditions = self.renditions.clone().unwrap_or_else(|| vec![Rendition::thumbnail()]);
         rendition::validate_list(&renditions).map_err(IntakeError::InvalidRendition)?;
+        let sidecar = self.sidecar.unwrap_or(default_sidecar);
         // A key near the length limit leaves no room for the outputs' (found by fuzzing).
         let outputs = renditions.iter().map(|r| rendition::output_key(&self.source_key, r));
-        for key in outputs.chain([rendition::sidecar_key(&self.source_key)]) {
+        for key in outputs.chain(sidecar.then(|| rendition::sidecar_key(&self.source_key))) {
             validate_key(&key).map_err(|e| {
                 IntakeError::InvalidKey(format!("the source key leaves no valid key for its outputs: {e}"))
             })?;
         }
-        Ok(renditions)
+        Ok((renditions, sidecar))
     }
 }
 
@@ -72,6 +81,9 @@ pub struct Intake {
     pub blobs: Arc<dyn BlobStore>,
     /// Buckets jobs may read from and write to.
     pub buckets: Buckets,
+    /// Whether a job whose request does not say writes the metadata sidecar
+    /// (`IMGPIPE_SIDECAR`): every job of the folder watcher and of S3 notifications.
+    pub sidecar: bool,
 }
 
 impl Intake {
@@ -83,7 +95,7 @@ impl Intake {
     /// renditions, a missing source or a used id; retryable when storage or the
     /// orchestrator fails.
     pub async fn submit(&self, request: ProcessRequest) -> Result<Job, IntakeError> {
-        let renditions = request.validate(&self.buckets)?;
+        let (renditions, sidecar) = request.validate(&self.buckets, self.sidecar)?;
         let source = match self.blobs.head(&request.source_bucket, &request.source_key).await {
             Ok(meta) => meta,
             Err(BlobError::NotFound { bucket, key }) => return Err(IntakeError::SourceMissing { bucket, key }),
@@ -93,8 +105,8 @@ impl Intake {
         let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
         // One job per source version and spec: a second intake of the same upload is the same job.
         let job = match &source.version {
-            Some(version) => Job::for_source(bucket, key, version, destination, renditions),
-            None => Job::new(bucket, key, destination, renditions),
+            Some(version) => Job::for_source(bucket, key, version, destination, renditions, sidecar),
+            None => Job { sidecar, ..Job::new(bucket, key, destination, renditions) },
         };
         match self.start(job.clone()).await {
             Err(IntakeError::Conflict(_)) if source.version.is_some() => {
@@ -130,9 +142,10 @@ impl Intake {
     /// A retryable [`IntakeError`]: the refusal could not be recorded.
     pub async fn refuse(&self, request: ProcessRequest, why: IntakeError) -> Result<Taken, IntakeError> {
         let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
+        let sidecar = request.sidecar.unwrap_or(self.sidecar);
         // One record per refused input, however often it is announced.
         let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
-        let job = Job::for_source(bucket, key, "refused", destination, renditions);
+        let job = Job::for_source(bucket, key, "refused", destination, renditions, sidecar);
         let error = JobError::permanent(why.code(), why.to_string());
         match self.orchestrator.refuse(job.clone(), error).await {
             Ok(()) => {
@@ -152,5 +165,29 @@ impl Intake {
         })?;
         tracing::info!(job_id = %job.job_id, key = ?job.source_key, "job started");
         Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sidecar_is_the_requests_choice_else_the_default_and_its_key_is_checked_only_when_written() {
+        let buckets = Buckets::new(&["original"], &["resized"]);
+        let request = |sidecar: Option<bool>, key: &str| {
+            let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized",
+                "renditions": [{ "name": "t", "width": 10 }], "sidecar": sidecar });
+            serde_json::from_value::<ProcessRequest>(body).expect("a request")
+        };
+        let chosen = |sidecar, default| request(sidecar, "a.jpg").validate(&buckets, default).expect("valid").1;
+        assert!(!chosen(None, false) && chosen(None, true), "absent: the default");
+        assert!(chosen(Some(true), false) && !chosen(Some(false), true), "the request's choice wins");
+
+        // `resized/<stem>_t.jpg` fits in a key, `resized/<stem>_metadata.json` does not.
+        let long = format!("{}.jpg", "a".repeat(1005));
+        request(Some(false), &long).validate(&buckets, true).expect("no sidecar, no sidecar key");
+        let refused = request(None, &long).validate(&buckets, true).expect_err("the sidecar's key is too long");
+        assert!(matches!(refused, IntakeError::InvalidKey(_)), "{refused:?}");
     }
 }

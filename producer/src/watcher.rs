@@ -140,6 +140,7 @@ impl FolderWatcher {
                 source_key: key.clone(),
                 destination_bucket: self.destination_bucket.clone(),
                 renditions: Some(vec![Rendition::thumbnail()]),
+                sidecar: None,
             };
             let taken = match unreadable_name {
                 // Not a key any store can carry: refused for what it is, not looked up.

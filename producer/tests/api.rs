@@ -125,6 +125,7 @@ fn app_on(jobs: Jobs, configure: impl FnOnce(ApiState) -> ApiState) -> App {
         orchestrator: Arc::clone(&jobs) as Arc<dyn Orchestrator>,
         blobs: Arc::new(store),
         buckets: Buckets::new(&["original"], &["resized"]),
+        sidecar: false,
     };
     App { router: router(configure(ApiState::new(intake, Vec::new()))), data, jobs }
 }
@@ -180,6 +181,44 @@ async fn keys_no_backend_could_carry_are_refused_at_intake() {
     let (status, body) = call(&app.router, process(&long)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidKey")), "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("outputs")), "{body}");
+}
+
+/// `POST /process` for `key` with `"sidecar": sidecar` (left out when `None`); the job id.
+async fn job_id_with_sidecar(app: &App, key: &str, sidecar: Option<bool>) -> String {
+    let mut body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" });
+    if let Some(sidecar) = sidecar {
+        body["sidecar"] = sidecar.into();
+    }
+    let request = Request::post("/process").body(Body::from(body.to_string())).expect("request");
+    let (status, body) = call(&app.router, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["jobId"].as_str().expect("a job id").to_owned()
+}
+
+#[tokio::test]
+async fn the_sidecar_is_the_requests_choice_else_the_servers_and_names_another_job() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let without = job_id_with_sidecar(&app, "p.jpg", None).await;
+    assert_eq!(job_id_with_sidecar(&app, "p.jpg", Some(false)).await, without, "off by default");
+    let with = job_id_with_sidecar(&app, "p.jpg", Some(true)).await;
+    assert_ne!(with, without, "asking for the sidecar is another job");
+
+    // A server that writes it by default: a request that does not say is one that asks.
+    let on = app_with(|mut state| {
+        state.intake.sidecar = true;
+        state
+    });
+    std::fs::write(on.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let asked = job_id_with_sidecar(&on, "p.jpg", Some(true)).await;
+    assert_eq!(job_id_with_sidecar(&on, "p.jpg", None).await, asked);
+    assert_ne!(job_id_with_sidecar(&on, "p.jpg", Some(false)).await, asked);
+    // A boolean, nothing else.
+    let body = serde_json::json!({ "sourceBucket": "original", "sourceKey": "p.jpg", "destinationBucket": "resized",
+        "sidecar": "yes" });
+    let request = Request::post("/process").body(Body::from(body.to_string())).expect("request");
+    let (status, body) = call(&app.router, request).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")), "{body}");
 }
 
 #[tokio::test]
@@ -413,6 +452,10 @@ async fn the_openapi_description_is_open_and_agrees_with_the_code() {
     let schemas = &doc["components"]["schemas"];
     let renditions = &schemas["ProcessRequest"]["properties"]["renditions"];
     assert_eq!(renditions["maxItems"], protocol::rendition::MAX_RENDITIONS, "{renditions}");
+    let request = &schemas["ProcessRequest"];
+    let sidecar = &request["properties"]["sidecar"];
+    assert!(sidecar["description"].as_str().is_some_and(|d| d.contains("IMGPIPE_SIDECAR")), "{sidecar}");
+    assert!(!request["required"].as_array().expect("required fields").contains(&"sidecar".into()), "{request}");
     let width = &schemas["Rendition"]["properties"]["width"];
     assert_eq!(width["maximum"], protocol::rendition::MAX_DIMENSION, "{width}");
     assert_eq!(schemas["Rendition"]["additionalProperties"], false, "unknown rendition fields are refused");

@@ -58,6 +58,7 @@ async fn a_newline_in_a_file_name_does_not_start_a_log_line() {
         orchestrator: Arc::new(NoJobs),
         blobs: Arc::new(store),
         buckets: Buckets::new(&["original"], &["resized"]),
+        sidecar: false,
     };
     let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
     let mut watcher = FolderWatcher::new(&db, dir, "original", "resized", intake).expect("watcher");

@@ -90,6 +90,7 @@ pub fn definition(options: &AslOptions) -> Result<Value, String> {
                     "sourceVersion.$": "$.sourceVersion",
                     "destinationBucket.$": "$.destinationBucket",
                     "renditions.$": "$.renditions",
+                    "sidecar.$": "$.sidecar",
                     "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
                     "taskToken.$": "$$.Task.Token"
                 }
@@ -239,12 +240,29 @@ mod tests {
         let def = definition(&AslOptions::default()).expect("valid");
         let body = def["States"]["ProcessImage"]["Parameters"]["MessageBody"].as_object().expect("a body");
         let mut sent: Vec<&str> = body.keys().map(|k| k.trim_end_matches(".$")).collect();
+        // Every optional field set, so the job's message spells them all.
         let mut job = crate::message::Job::new("o", "k.jpg", "r", Vec::new());
         job.task_token = Some("token".into());
+        job.sidecar = true;
         let job = serde_json::to_value(&job).expect("json");
         let mut fields: Vec<&str> = job.as_object().expect("an object").keys().map(String::as_str).collect();
         sent.sort_unstable();
         fields.sort_unstable();
         assert_eq!(sent, fields, "the state machine must send exactly the fields a worker reads");
+    }
+
+    #[test]
+    fn every_path_the_queued_body_reads_is_in_the_execution_input() {
+        let def = definition(&AslOptions::default()).expect("valid");
+        let body = def["States"]["ProcessImage"]["Parameters"]["MessageBody"].as_object().expect("a body");
+        // The plainest job: no version, no sidecar, nothing optional set.
+        let job = crate::message::Job::new("o", "k.jpg", "r", Vec::new());
+        let input: Value = serde_json::from_str(&crate::sfn::execution_input(&job)).expect("JSON");
+        for path in body.values().filter_map(Value::as_str).filter_map(|p| p.strip_prefix("$.")) {
+            assert!(input.get(path).is_some(), "the input has no {path}, so the execution would fail: {input}");
+        }
+        assert_eq!(input["sidecar"], false);
+        let back = crate::message::Job::from_json(&input.to_string()).expect("the input reads as the job");
+        assert_eq!(back, job);
     }
 }

@@ -64,6 +64,8 @@ impl DeadLetter {
             source_version: None,
             destination_bucket: record.destination_bucket.clone(),
             renditions: record.renditions.clone(),
+            // A record does not say; the engine redrives the job it stored, which does.
+            sidecar: false,
             attempt: record.attempts,
             task_token: None,
         };

@@ -47,6 +47,10 @@ pub struct Job {
     pub destination_bucket: String,
     /// What to produce.
     pub renditions: Vec<Rendition>,
+    /// Also write the metadata sidecar ([`sidecar_key`](crate::rendition::sidecar_key)) after
+    /// the renditions: one more PUT, so only when asked. Left out of messages when `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar: bool,
     /// 1 for the first attempt, counting up on each retry.
     pub attempt: u32,
     /// The Step Functions task token, when a state machine waits for this job.
@@ -70,31 +74,40 @@ impl Job {
             source_version: None,
             destination_bucket: destination_bucket.into(),
             renditions,
+            sidecar: false,
             attempt: 1,
             task_token: None,
         }
     }
 
     /// A first attempt whose id follows from what it does: the same source version,
-    /// destination and renditions always give the same id, so two intakes of one upload
-    /// (the bucket's notification or the folder watcher, and a `POST /process`) start one
-    /// job, and a rewritten source starts a new one.
+    /// destination, renditions and sidecar choice always give the same id, so two intakes of
+    /// one upload (the bucket's notification or the folder watcher, and a `POST /process`)
+    /// start one job, and a rewritten source starts a new one.
     pub fn for_source(
         source_bucket: impl Into<String>,
         source_key: impl Into<String>,
         source_version: &str,
         destination_bucket: impl Into<String>,
         renditions: Vec<Rendition>,
+        sidecar: bool,
     ) -> Self {
         let mut job = Self::new(source_bucket, source_key, destination_bucket, renditions);
-        let what = serde_json::json!([
-            job.source_bucket,
-            job.source_key,
-            source_version,
-            job.destination_bucket,
-            job.renditions
-        ]);
-        job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.to_string().as_bytes()).to_string();
+        job.sidecar = sidecar;
+        let mut what = vec![
+            job.source_bucket.as_str().into(),
+            job.source_key.as_str().into(),
+            source_version.into(),
+            job.destination_bucket.as_str().into(),
+            serde_json::json!(job.renditions),
+        ];
+        // Mixed in only when asked, so a job without the sidecar keeps the id it had before
+        // the choice existed.
+        if sidecar {
+            what.push(serde_json::json!({ "sidecar": true }));
+        }
+        let what = serde_json::Value::Array(what).to_string();
+        job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.as_bytes()).to_string();
         job.source_version = Some(source_version.to_owned());
         job
     }
@@ -105,6 +118,7 @@ impl Job {
     pub fn redrive_of(failed: &Job) -> Self {
         let mut job =
             Self::new(&failed.source_bucket, &failed.source_key, &failed.destination_bucket, failed.renditions.clone());
+        job.sidecar = failed.sidecar;
         let what = format!("redrive of {}", failed.job_id);
         job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.as_bytes()).to_string();
         job
@@ -287,6 +301,29 @@ mod tests {
         assert!(json.contains(r#""v":1"#) && json.contains(r#""sourceKey":"a/b.jpg""#), "{json}");
         assert!(!json.contains("taskToken"));
         assert_eq!(Job::from_json(&json).expect("reads back"), job);
+    }
+
+    #[test]
+    fn the_sidecar_choice_is_left_out_when_false_and_read_when_absent() {
+        let job = Job::new("o", "k.jpg", "r", vec![Rendition::thumbnail()]);
+        assert!(!job.to_json().contains("sidecar"), "{}", job.to_json());
+        let asked = Job { sidecar: true, ..job.clone() };
+        assert!(asked.to_json().contains(r#""sidecar":true"#), "{}", asked.to_json());
+        assert_eq!(Job::from_json(&asked.to_json()).expect("reads back"), asked);
+        // A message written before the field existed reads as "no sidecar".
+        let old = r#"{"v":1,"jobId":"j","sourceBucket":"o","sourceKey":"k.jpg","destinationBucket":"r","renditions":[],"attempt":1}"#;
+        assert!(!Job::from_json(old).expect("an old message").sidecar);
+    }
+
+    #[test]
+    fn the_sidecar_choice_names_another_job_and_keeps_the_old_ids() {
+        let id = |sidecar| Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], sidecar).job_id;
+        assert_ne!(id(false), id(true), "asking for the sidecar is another job");
+        // The id this job had before the choice existed: a second intake of an upload made
+        // before the upgrade names the same job.
+        assert_eq!(id(false), "7a0a293c-b685-5726-95b7-d8498d8c2f95");
+        let asked = Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], true);
+        assert!(asked.sidecar && Job::redrive_of(&asked).sidecar, "a redrive keeps the choice");
     }
 
     #[test]

@@ -227,7 +227,8 @@ pub fn output_key(source_key: &str, rendition: &Rendition) -> String {
     format!("{OUTPUT_PREFIX}{dir}{base}{sep}{}.{}", rendition.name, rendition.format.extension())
 }
 
-/// The key of the metadata sidecar written beside a job's renditions: as [`output_key`] with
+/// The key of the metadata sidecar written beside the renditions of a job that asks for it
+/// ([`Job::sidecar`](crate::message::Job::sidecar)): as [`output_key`] with
 /// `metadata.json` in place of `<rendition>.<ext>` (`resized/myphoto_metadata.json`,
 /// `resized/a.png.metadata.json`). Injective too, and never a rendition's key: no rendition
 /// format ends in `.json`.

@@ -21,6 +21,15 @@ pub const SUCCEEDED: &str = "succeeded";
 /// The `source` of the dead letters the state machine's `DeadLetter` state sends.
 pub const DEAD_LETTER_SOURCE: &str = "stepFunctions";
 
+/// The StartExecution input: the job as its message reads, with every field the
+/// `ProcessImage` state passes on by path written out, even where the message leaves it out
+/// (`sidecar` when `false`): a path to a field the input lacks fails the execution.
+pub fn execution_input(job: &Job) -> String {
+    let mut input = serde_json::to_value(job).unwrap_or_default();
+    input["sidecar"] = json!(job.sidecar);
+    input.to_string()
+}
+
 /// SendTaskSuccess takes at most this many bytes of output.
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// SendTaskFailure takes a cause of at most this many characters.

@@ -201,6 +201,7 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         watch_bucket: (!args.no_watch).then(|| args.intake.source_bucket.clone()),
         s3_events_queue: None,
         destination_bucket: args.intake.destination_bucket.clone(),
+        sidecar: args.intake.sidecar.by_default,
         engine: args.workflow.policy(),
         worker: WorkerSettings::read(&args.worker)?,
         keys: api_keys(args)?,

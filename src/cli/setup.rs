@@ -93,6 +93,12 @@ pub(crate) async fn run(data: &DataArgs, backends: &BackendArgs, args: SetupArgs
             println!("queues in {}", data.data_dir.join("imgpipe.db").display());
         }
     }
+    if backends.dynamodb_jobs() {
+        let aws = aws.as_ref().context("DynamoDB needs the AWS settings")?;
+        let store = pipeline_aws::DynamoJobs::new(aws.clients().dynamodb.clone(), &backends.jobs_table);
+        store.create_table().await.with_context(|| format!("cannot create table {}", backends.jobs_table))?;
+        println!("table {} (the workflow engine's jobs)", backends.jobs_table);
+    }
     if let Some(name) = &args.s3_events_queue {
         let Some(aws) = aws.as_ref().filter(|_| backends.blob_store == BlobStoreKind::S3) else {
             anyhow::bail!("--s3-events-queue needs --blob-store s3");

@@ -17,6 +17,7 @@ use protocol::time::parse_duration;
 
 use super::progress::{Progress, ProgressMode, summary};
 use wiring::Deployment;
+use wiring::settings::SidecarArgs;
 
 /// Arguments of `imgpipe submit`.
 #[derive(clap::Args, Debug)]
@@ -43,6 +44,9 @@ pub struct SubmitArgs {
     /// How progress is shown on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
+    /// Whether each job writes the metadata sidecar.
+    #[command(flatten)]
+    sidecar: SidecarArgs,
 }
 
 /// Every file `inputs` name, each with its key below the prefix: a file by its name, a folder's
@@ -109,6 +113,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
         orchestrator: std::sync::Arc::clone(&stack.orchestrator),
         blobs: stack.blobs(),
         buckets: Buckets::new(&[&args.bucket], &[&args.destination]),
+        sidecar: args.sidecar.by_default,
     };
     let files = expand(&args.files)?;
     let mut failed = false;
@@ -124,6 +129,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
             source_key: key.clone(),
             destination_bucket: args.destination.clone(),
             renditions: None,
+            sidecar: None,
         };
         // Recorded before the job starts, so a running watcher never makes a second job for the file.
         let path = stack.local_blobs().map(|local| local.bucket_dir(&args.bucket).join(&key));

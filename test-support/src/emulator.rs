@@ -1,8 +1,8 @@
 //! What the emulator tests share: finding the emulator, and uniquely named buckets and
-//! queues so tests run in parallel on one server.
+//! queues (and tables) so tests run in parallel on one server.
 
 use pipeline_aws::setup::{self, QueueSettings};
-use pipeline_aws::{AwsBackends, AwsConfig, S3BlobStore, SqsQueue};
+use pipeline_aws::{AwsBackends, AwsConfig, DynamoJobs, S3BlobStore, SqsQueue};
 
 /// The variable naming the emulator's endpoint.
 pub const ENDPOINT_VAR: &str = "IMGPIPE_TEST_AWS_ENDPOINT";
@@ -40,4 +40,11 @@ pub async fn bucket(aws: &AwsBackends, prefix: &str) -> (S3BlobStore, String) {
 /// A new queue with a 30 s default visibility.
 pub async fn queue(aws: &AwsBackends, prefix: &str) -> SqsQueue {
     setup::create_queue(&aws.clients().sqs, &unique(prefix), &QueueSettings::default()).await.unwrap()
+}
+
+/// A new, empty table of the workflow engine's jobs.
+pub async fn jobs_table(aws: &AwsBackends) -> DynamoJobs {
+    let store = DynamoJobs::new(aws.clients().dynamodb.clone(), unique("jobs"));
+    store.create_table().await.unwrap();
+    store
 }

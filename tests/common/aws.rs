@@ -30,6 +30,8 @@ pub struct Rig {
     pub aws: AwsBackends,
     pub children: Vec<Child>,
     pub state_machine: Option<String>,
+    /// The DynamoDB table of the engine's jobs, when they are not in the data dir's SQLite file.
+    pub jobs_table: Option<String>,
 }
 
 impl Rig {
@@ -49,6 +51,7 @@ impl Rig {
             aws,
             children: Vec::new(),
             state_machine: None,
+            jobs_table: None,
         };
         let (ok, out, err) = rig.run(&[
             "setup",
@@ -60,6 +63,17 @@ impl Rig {
             &rig.name("events"),
         ]);
         assert!(ok, "setup failed: {err}\n{out}");
+        rig
+    }
+
+    /// A deployment whose workflow engine keeps its jobs in a DynamoDB table (the one
+    /// `imgpipe setup` makes), as several engine replicas on AWS do.
+    pub async fn with_dynamodb() -> Self {
+        let mut rig = Self::new().await;
+        rig.jobs_table = Some(rig.name("jobs-table"));
+        let (ok, out, err) = rig.run(&["setup"]);
+        assert!(ok, "setup failed: {err}\n{out}");
+        assert!(out.contains("table "), "setup makes the table: {out}");
         rig
     }
 
@@ -125,6 +139,9 @@ impl Rig {
             .stdin(Stdio::null());
         if let Some(arn) = &self.state_machine {
             cmd.env("IMGPIPE_ORCHESTRATOR", "stepfunctions").env("IMGPIPE_STATE_MACHINE_ARN", arn);
+        }
+        if let Some(table) = &self.jobs_table {
+            cmd.env("IMGPIPE_JOB_STORE", "dynamodb").env("IMGPIPE_JOBS_TABLE", table);
         }
         cmd
     }

@@ -39,6 +39,7 @@ pub fn test_options() -> ServeOptions {
         watch_bucket: Some("original".into()),
         s3_events_queue: None,
         destination_bucket: "resized".into(),
+        sidecar: false,
         engine: Policy {
             retry: RetryPolicy {
                 max_attempts: 4,
@@ -92,6 +93,15 @@ impl TestServer {
 
     pub fn bucket_file(&self, bucket: &str, key: &str) -> PathBuf {
         self.dir.path().join("buckets").join(bucket).join(key)
+    }
+
+    /// The names of the objects in the `resized` bucket's `resized/` folder, sorted.
+    pub fn outputs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.bucket_file("resized", "resized"))
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     /// Puts a file into a bucket the way a user would: straight into the folder.
@@ -206,4 +216,10 @@ pub fn spawn_worker(data_dir: &Path, env: &[(&str, &str)]) -> Child {
 /// The seed project's request for `key`.
 pub fn seed_request(key: &str) -> String {
     serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" }).to_string()
+}
+
+/// [`seed_request`] asking for the metadata sidecar too.
+pub fn sidecar_request(key: &str) -> String {
+    serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized", "sidecar": true })
+        .to_string()
 }

@@ -1,7 +1,7 @@
 //! A deployment opened from the data dir and the backend settings: the SQLite file (the
 //! embedded engine's job store, the watcher's records, and the queues unless they are on
-//! SQS), the buckets, the queues, and whoever runs the workflow — the embedded engine or
-//! Step Functions. Every command that works on jobs starts here.
+//! SQS), the buckets, the queues, and whoever runs the workflow — the workflow engine (its
+//! jobs in that SQLite file or in DynamoDB) or Step Functions. Every command that works on jobs starts here.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use orchestrator::EmbeddedEngine;
 use orchestrator::dead_letter::{DeadLetters, Restart};
+use pipeline_aws::DynamoJobs;
 use pipeline_aws::sfn::SfnOrchestrator;
 use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
@@ -30,7 +31,7 @@ pub struct Deployment {
     pub args: BackendArgs,
     /// The buckets and queues.
     pub backends: Backends,
-    /// The embedded engine, unless Step Functions runs the workflow.
+    /// The workflow engine, unless Step Functions runs the workflow.
     pub engine: Option<EmbeddedEngine>,
     /// Whoever runs the workflow.
     pub orchestrator: Arc<dyn Orchestrator>,
@@ -64,6 +65,11 @@ impl Deployment {
             let sfn =
                 SfnOrchestrator::new(aws.sfn().clone(), arn).with_dead_letters(Arc::clone(&backends.dead_letters));
             (None, Arc::new(sfn))
+        } else if args.dynamodb_jobs() {
+            let aws = backends.aws.as_ref().context("DynamoDB needs the AWS settings")?;
+            let store = DynamoJobs::new(aws.clients().dynamodb.clone(), &args.jobs_table);
+            let engine = EmbeddedEngine::new(Arc::new(store), backends.queues()?, config);
+            (Some(engine.clone()), Arc::new(engine))
         } else {
             let engine = EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?;
             (Some(engine.clone()), Arc::new(engine))

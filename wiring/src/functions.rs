@@ -7,7 +7,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, Parser};
 
-use crate::settings::{IntakeArgs, WorkerArgs, env_vars};
+use crate::settings::{IntakeArgs, OrchestratorKind, WorkerArgs, env_vars};
 
 /// The three functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,28 +30,107 @@ impl Function {
     }
 }
 
-/// On Lambda, Step Functions runs the workflow; the variable may only say so.
+/// Who runs the workflow behind the Lambda functions: Step Functions, or the workflow engine
+/// with its jobs in DynamoDB (its report loop and timers run elsewhere: `imgpipe serve`
+/// containers on the same table).
 #[derive(clap::Args, Debug, Clone)]
-pub struct StepFunctionsOnly {
-    /// Who runs the workflow: only `stepfunctions` on Lambda.
-    #[arg(long, env = "IMGPIPE_ORCHESTRATOR", default_value = "stepfunctions", value_parser = ["stepfunctions"])]
-    pub orchestrator: String,
+pub struct LambdaOrchestration {
+    /// Who runs the workflow: `stepfunctions` (`--state-machine-arn`), or `embedded` (the
+    /// workflow engine, its jobs in `--jobs-table`).
+    #[arg(long, env = "IMGPIPE_ORCHESTRATOR", value_enum, default_value_t = OrchestratorKind::StepFunctions)]
+    pub orchestrator: OrchestratorKind,
+    /// The state machine jobs run on, with `stepfunctions`.
+    #[arg(long, env = "IMGPIPE_STATE_MACHINE_ARN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub state_machine_arn: Option<String>,
+    /// Where the engine keeps its jobs: only `dynamodb` on Lambda.
+    #[arg(long, env = "IMGPIPE_JOB_STORE", default_value = "dynamodb", value_parser = ["dynamodb"])]
+    pub job_store: String,
+    /// The engine's DynamoDB table, with `embedded`.
+    #[arg(long, env = "IMGPIPE_JOBS_TABLE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub jobs_table: Option<String>,
+    /// The jobs queue (URL or name), with `embedded`: the engine sends attempts there.
+    #[arg(long, env = "IMGPIPE_JOBS_QUEUE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub jobs_queue: Option<String>,
+    /// The workers' reports queue (URL or name), with `embedded`.
+    #[arg(long, env = "IMGPIPE_REPORTS_QUEUE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub reports_queue: Option<String>,
+    /// The dead-letter queue (URL or name), with `embedded`: refused inputs and failed jobs
+    /// go there, and `/dlq` reads and redrives it.
+    #[arg(long, env = "IMGPIPE_DEAD_LETTER_QUEUE", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub dead_letter_queue: Option<String>,
+}
+
+/// What runs the workflow, read from [`LambdaOrchestration`] with what it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LambdaWorkflow {
+    /// Step Functions, on this state machine.
+    StepFunctions {
+        /// Its ARN.
+        state_machine_arn: String,
+    },
+    /// The workflow engine on a DynamoDB table and these queues (URLs or names).
+    Engine {
+        /// The table of jobs.
+        jobs_table: String,
+        /// Where attempts go.
+        jobs_queue: String,
+        /// Where workers report.
+        reports_queue: String,
+        /// Where failed jobs go.
+        dead_letter_queue: String,
+    },
+}
+
+impl LambdaOrchestration {
+    /// The workflow these settings name.
+    ///
+    /// # Errors
+    /// A setting the choice needs is missing; the message names its variable.
+    pub fn workflow(&self) -> anyhow::Result<LambdaWorkflow> {
+        let need = |value: &Option<String>, var: &str| {
+            value.clone().ok_or_else(|| anyhow::anyhow!("IMGPIPE_ORCHESTRATOR={} needs {var}", self.name()))
+        };
+        Ok(match self.orchestrator {
+            OrchestratorKind::StepFunctions => LambdaWorkflow::StepFunctions {
+                state_machine_arn: need(&self.state_machine_arn, "IMGPIPE_STATE_MACHINE_ARN")?,
+            },
+            OrchestratorKind::Embedded => LambdaWorkflow::Engine {
+                jobs_table: need(&self.jobs_table, "IMGPIPE_JOBS_TABLE")?,
+                jobs_queue: need(&self.jobs_queue, "IMGPIPE_JOBS_QUEUE")?,
+                reports_queue: need(&self.reports_queue, "IMGPIPE_REPORTS_QUEUE")?,
+                dead_letter_queue: need(&self.dead_letter_queue, "IMGPIPE_DEAD_LETTER_QUEUE")?,
+            },
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self.orchestrator {
+            OrchestratorKind::StepFunctions => "stepfunctions",
+            OrchestratorKind::Embedded => "embedded",
+        }
+    }
 }
 
 /// What the producers (API and S3 intake) read.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "imgpipe-producer")]
 pub struct ProducerFunction {
-    /// The state machine jobs run on.
-    #[arg(long, env = "IMGPIPE_STATE_MACHINE_ARN", required = true,
-          value_parser = clap::builder::NonEmptyStringValueParser::new())]
-    pub state_machine_arn: String,
     /// Buckets, and where uploads' renditions go.
     #[command(flatten)]
     pub intake: IntakeArgs,
-    /// Step Functions only.
+    /// Who runs the workflow.
     #[command(flatten)]
-    pub orchestrator: StepFunctionsOnly,
+    pub workflow: LambdaOrchestration,
+}
+
+/// On the worker the orchestrator is told by each job (a task token, or none: a report to
+/// the reports queue); the variable is accepted for symmetry with the producers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AnyOrchestrator {
+    /// Who runs the workflow (jobs with a task token report to Step Functions, the others to
+    /// `IMGPIPE_REPORTS_QUEUE`).
+    #[arg(long, env = "IMGPIPE_ORCHESTRATOR", value_enum, default_value_t = OrchestratorKind::StepFunctions)]
+    pub orchestrator: OrchestratorKind,
 }
 
 /// What the worker reads.
@@ -69,9 +148,9 @@ pub struct WorkerFunction {
     /// Pacing, limits and outputs, as the CLI's workers.
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Step Functions only.
+    /// Who runs the workflow.
     #[command(flatten)]
-    pub orchestrator: StepFunctionsOnly,
+    pub orchestrator: AnyOrchestrator,
 }
 
 /// Parses `T` from the variables `lookup` gives (the process environment in the
@@ -116,10 +195,10 @@ mod tests {
     }
 
     #[test]
-    fn producers_need_the_state_machine() {
-        let err =
-            read::<ProducerFunction>(env(&[("IMGPIPE_READ_BUCKETS", "orig, up,")])).expect_err("no state machine");
-        assert!(err.to_string().contains("--state-machine-arn"), "{err}");
+    fn producers_need_what_their_orchestrator_needs() {
+        let api = read::<ProducerFunction>(env(&[("IMGPIPE_READ_BUCKETS", "orig, up,")])).expect("parses");
+        let err = api.workflow.workflow().expect_err("no state machine").to_string();
+        assert!(err.contains("IMGPIPE_STATE_MACHINE_ARN"), "{err}");
         let api = read::<ProducerFunction>(env(&[
             ("IMGPIPE_READ_BUCKETS", "orig, up,"),
             ("IMGPIPE_STATE_MACHINE_ARN", "arn:sm"),
@@ -127,8 +206,12 @@ mod tests {
         .expect("api settings");
         let buckets = api.intake.buckets().expect("no retired variable");
         assert_eq!(
-            (api.state_machine_arn.as_str(), buckets.read, buckets.write),
-            ("arn:sm", vec!["orig".to_owned(), "up".to_owned()], vec!["resized".to_owned()])
+            api.workflow.workflow().expect("complete"),
+            LambdaWorkflow::StepFunctions { state_machine_arn: "arn:sm".into() }
+        );
+        assert_eq!(
+            (buckets.read, buckets.write),
+            (vec!["orig".to_owned(), "up".to_owned()], vec!["resized".to_owned()])
         );
         let retired = read::<ProducerFunction>(env(&[
             ("IMGPIPE_ALLOWED_BUCKETS", "orig,resized"),
@@ -138,14 +221,35 @@ mod tests {
         let advice = retired.intake.buckets().expect_err("refused").to_string();
         assert!(advice.contains("IMGPIPE_READ_BUCKETS") && advice.contains("IMGPIPE_WRITE_BUCKETS"), "{advice}");
         assert!(read::<ProducerFunction>(env(&[("IMGPIPE_STATE_MACHINE_ARN", "")])).is_err(), "empty is missing");
-    }
+        assert!(!api.intake.sidecar.by_default, "no sidecar unless asked");
+        let sidecar =
+            read::<ProducerFunction>(env(&[("IMGPIPE_STATE_MACHINE_ARN", "arn:sm"), ("IMGPIPE_SIDECAR", "true")]));
+        assert!(sidecar.expect("a boolean").intake.sidecar.by_default);
 
-    #[test]
-    fn only_step_functions_orchestrates_on_lambda() {
-        let e = env(&[("IMGPIPE_ORCHESTRATOR", "embedded"), ("IMGPIPE_DEAD_LETTER_QUEUE", "dlq")]);
-        assert!(read::<WorkerFunction>(e).is_err());
-        let e = env(&[("IMGPIPE_ORCHESTRATOR", "stepfunctions"), ("IMGPIPE_DEAD_LETTER_QUEUE", "dlq")]);
-        assert!(read::<WorkerFunction>(e).is_ok());
+        // The engine: a table and its three queues, each named when missing.
+        let mut engine = vec![
+            ("IMGPIPE_ORCHESTRATOR", "embedded"),
+            ("IMGPIPE_JOBS_TABLE", "t"),
+            ("IMGPIPE_JOBS_QUEUE", "j"),
+            ("IMGPIPE_REPORTS_QUEUE", "r"),
+            ("IMGPIPE_DEAD_LETTER_QUEUE", "d"),
+        ];
+        let complete = read::<ProducerFunction>(env(&engine)).expect("engine settings").workflow.workflow();
+        assert_eq!(
+            complete.expect("complete"),
+            LambdaWorkflow::Engine {
+                jobs_table: "t".into(),
+                jobs_queue: "j".into(),
+                reports_queue: "r".into(),
+                dead_letter_queue: "d".into()
+            }
+        );
+        engine.retain(|(name, _)| *name != "IMGPIPE_REPORTS_QUEUE");
+        let err = read::<ProducerFunction>(env(&engine)).expect("parses").workflow.workflow().expect_err("no reports");
+        assert!(err.to_string().contains("IMGPIPE_REPORTS_QUEUE"), "{err}");
+        let sqlite =
+            read::<ProducerFunction>(env(&[("IMGPIPE_ORCHESTRATOR", "embedded"), ("IMGPIPE_JOB_STORE", "sqlite")]));
+        assert!(sqlite.is_err(), "no SQLite file on Lambda");
     }
 
     #[test]
@@ -178,10 +282,13 @@ mod tests {
     #[test]
     fn the_functions_list_what_they_read() {
         let api = Function::Api.vars();
-        assert!(api.contains(&("IMGPIPE_STATE_MACHINE_ARN".to_owned(), true)), "{api:?}");
+        assert!(api.contains(&("IMGPIPE_STATE_MACHINE_ARN".to_owned(), false)), "{api:?}");
+        assert!(api.contains(&("IMGPIPE_JOBS_TABLE".to_owned(), false)), "{api:?}");
         assert!(api.contains(&("IMGPIPE_READ_BUCKETS".to_owned(), false)), "{api:?}");
         assert!(api.contains(&("IMGPIPE_WRITE_BUCKETS".to_owned(), false)), "{api:?}");
         assert!(!api.iter().any(|(name, _)| name == "IMGPIPE_ALLOWED_BUCKETS"), "retired, not listed: {api:?}");
+        assert_eq!(Function::S3Event.vars(), api, "both producers read the intake's settings");
+        assert!(api.contains(&("IMGPIPE_SIDECAR".to_owned(), false)), "{api:?}");
         let worker = Function::Worker.vars();
         assert!(worker.contains(&("IMGPIPE_DEAD_LETTER_QUEUE".to_owned(), true)), "{worker:?}");
         assert!(worker.contains(&("IMGPIPE_HEARTBEAT_INTERVAL".to_owned(), false)), "{worker:?}");

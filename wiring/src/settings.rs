@@ -135,6 +135,17 @@ pub enum OrchestratorKind {
     StepFunctions,
 }
 
+/// Where the workflow engine keeps its jobs (with `--orchestrator embedded`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JobStoreKind {
+    /// The data dir's SQLite file: one engine process (or several on one machine).
+    #[default]
+    Sqlite,
+    /// A DynamoDB table (`--jobs-table`): several engines anywhere, conditional writes.
+    #[value(name = "dynamodb")]
+    DynamoDb,
+}
+
 /// Where the embedded deployment keeps its files.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DataArgs {
@@ -155,6 +166,12 @@ pub struct BackendArgs {
     /// Who runs the workflow.
     #[arg(long, env = "IMGPIPE_ORCHESTRATOR", value_enum, default_value_t, global = true)]
     pub orchestrator: OrchestratorKind,
+    /// Where the workflow engine keeps its jobs.
+    #[arg(long, env = "IMGPIPE_JOB_STORE", value_enum, default_value_t, global = true)]
+    pub job_store: JobStoreKind,
+    /// The DynamoDB table of jobs, with `--job-store dynamodb`.
+    #[arg(long, env = "IMGPIPE_JOBS_TABLE", default_value = "imgpipe-jobs", global = true)]
+    pub jobs_table: String,
     /// The jobs queue: a name, or an SQS queue URL.
     #[arg(long, env = "IMGPIPE_JOBS_QUEUE", default_value = "jobs", global = true)]
     pub jobs_queue: String,
@@ -175,6 +192,8 @@ impl Default for BackendArgs {
             blob_store: BlobStoreKind::Local,
             queue_backend: QueueKind::Sqlite,
             orchestrator: OrchestratorKind::Embedded,
+            job_store: JobStoreKind::Sqlite,
+            jobs_table: "imgpipe-jobs".into(),
             jobs_queue: "jobs".into(),
             reports_queue: "reports".into(),
             dead_letter_queue: "dlq".into(),
@@ -186,7 +205,15 @@ impl Default for BackendArgs {
 impl BackendArgs {
     /// Whether any backend needs the AWS SDK.
     pub fn uses_aws(&self) -> bool {
-        self.blob_store == BlobStoreKind::S3 || self.queue_backend == QueueKind::Sqs || self.step_functions()
+        self.blob_store == BlobStoreKind::S3
+            || self.queue_backend == QueueKind::Sqs
+            || self.step_functions()
+            || self.dynamodb_jobs()
+    }
+
+    /// Whether the engine keeps its jobs in DynamoDB.
+    pub fn dynamodb_jobs(&self) -> bool {
+        !self.step_functions() && self.job_store == JobStoreKind::DynamoDb
     }
 
     /// Whether Step Functions runs the workflow.
@@ -349,6 +376,25 @@ pub struct IntakeArgs {
     /// Where renditions of uploaded images go.
     #[arg(long, env = "IMGPIPE_DESTINATION_BUCKET", default_value = "resized")]
     pub destination_bucket: String,
+    /// Whether jobs write the metadata sidecar.
+    #[command(flatten)]
+    pub sidecar: SidecarArgs,
+}
+
+/// Whether a job writes the metadata sidecar when its request does not say: a group of its
+/// own, so `imgpipe submit` reads the same setting as the intakes of `serve` and the Lambda
+/// functions.
+#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SidecarArgs {
+    /// Jobs also write `resized/<stem>_metadata.json` (the source's metadata, camera facts
+    /// included, its version and the outputs) unless their request says otherwise (`"sidecar"`
+    /// in `POST /process`); the jobs of the folder watcher, of S3 notifications and of `imgpipe
+    /// submit` always follow this. Off by default: a second object written per job. `--sidecar`
+    /// alone means true.
+    #[arg(long = "sidecar", id = "sidecar", env = "IMGPIPE_SIDECAR", value_name = "BOOL",
+          action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub by_default: bool,
 }
 
 impl IntakeArgs {
@@ -487,6 +533,31 @@ mod tests {
         assert_eq!(groups.worker.drain_timeout, Span(Duration::from_secs(90)));
         assert_eq!(groups.backends.queue_backend, QueueKind::Sqlite);
         assert!(WorkerGroups::read(|name| (name == "IMGPIPE_ORCHESTRATOR").then(|| "sfn".to_owned())).is_err());
+    }
+
+    #[test]
+    fn the_sidecar_is_off_unless_asked_as_a_flag_or_a_variable() {
+        #[derive(Parser, Debug)]
+        struct IntakeOnly {
+            #[command(flatten)]
+            intake: IntakeArgs,
+        }
+        let sidecar = |args: &[&str]| {
+            let args = std::iter::once("imgpipe").chain(args.iter().copied());
+            IntakeOnly::try_parse_from(args).map(|i| i.intake.sidecar.by_default)
+        };
+        assert!(!sidecar(&[]).expect("no flags needed"));
+        assert!(sidecar(&["--sidecar"]).expect("the flag alone"));
+        assert!(!sidecar(&["--sidecar=false"]).expect("a value"));
+        assert!(sidecar(&["--sidecar=yes"]).expect("a yes"));
+        assert!(sidecar(&["--sidecar=maybe"]).is_err());
+        // The Lambda functions read it as every setting: `--sidecar=<the variable's value>`.
+        let read = |value: &str| {
+            crate::functions::read::<IntakeOnly>(|name| (name == "IMGPIPE_SIDECAR").then(|| value.to_owned()))
+                .map(|i| i.intake.sidecar.by_default)
+        };
+        assert!(read("true").expect("true"));
+        assert!(!read("0").expect("0"));
     }
 
     #[test]

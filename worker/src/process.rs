@@ -1,5 +1,5 @@
 //! `process_job`: one job, start to finish — read the original, render every rendition
-//! with one decode, write the outputs and the metadata sidecar. It knows nothing of
+//! with one decode, write the outputs and, when the job asks, the metadata sidecar. It knows nothing of
 //! queues, Lambda events or HTTP; the adapters around it only translate.
 
 use std::sync::Arc;
@@ -83,15 +83,18 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
             height: encoded.height,
         });
     }
-    // Written last, naming the version the outputs came from: a reader that finds the sidecar
-    // finds the whole set, and can tell which upload it belongs to.
-    let sidecar = serde_json::json!({
-        "source": { "bucket": job.source_bucket, "key": job.source_key, "version": version },
-        "metadata": metadata, "outputs": outputs,
-    });
-    let options = PutOptions { content_type: Some("application/json".into()), cache_control: None };
-    let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
-    deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
+    // Only when asked: a second PUT per job. Written last, naming the version the outputs came
+    // from: a reader that finds the sidecar finds the whole set, and can tell which upload it
+    // belongs to.
+    if job.sidecar {
+        let sidecar = serde_json::json!({
+            "source": { "bucket": job.source_bucket, "key": job.source_key, "version": version },
+            "metadata": metadata, "outputs": outputs,
+        });
+        let options = PutOptions { content_type: Some("application/json".into()), cache_control: None };
+        let body = Bytes::from(serde_json::to_vec_pretty(&sidecar).unwrap_or_default());
+        deps.blobs.put(&job.destination_bucket, &sidecar_key(&job.source_key), body, &options).await?;
+    }
     telemetry::stage("upload", upload.elapsed().as_secs_f64());
     metrics::counter!(telemetry::BYTES, "direction" => "out").increment(outputs.iter().map(|o| o.size).sum());
     Ok(Processed { outputs, metadata })

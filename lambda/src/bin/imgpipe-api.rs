@@ -9,5 +9,5 @@ async fn main() -> Result<(), lambda_http::Error> {
     init_tracing();
     let settings: ProducerFunction = from_env().map_err(startup_error)?;
     let aws = AwsBackends::from_env().await;
-    api::run(api::app(&settings, &aws)?).await
+    api::run(api::app(&settings, &aws).await?).await
 }

@@ -11,5 +11,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings: ProducerFunction = from_env().map_err(startup_error)?;
     let aws = AwsBackends::from_env().await;
     let destination_bucket = settings.intake.destination_bucket.clone();
-    s3_event::run(S3EventHandler { intake: api::intake(&settings, &aws)?, destination_bucket }).await
+    let (orchestrator, _) = api::workflow(&settings, &aws).await?;
+    s3_event::run(S3EventHandler { intake: api::intake(&settings, &aws, orchestrator)?, destination_bucket }).await
 }

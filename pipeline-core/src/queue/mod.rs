@@ -122,6 +122,19 @@ pub trait Queue: Send + Sync + Debug {
     /// [`QueueError::ReceiptInvalid`] when the backend knows the delivery is no longer current.
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
 
+    /// Deletes several deliveries, in as few requests as the backend allows (SQS: one per
+    /// [`MAX_BATCH`]); the result of each, in order.
+    ///
+    /// # Errors
+    /// A backend failure that stopped the whole call.
+    async fn delete_many(&self, receipts: &[String]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            results.push(self.delete(receipt).await);
+        }
+        Ok(results)
+    }
+
     /// Hides the delivery for `timeout` from now (0 releases it at once).
     ///
     /// # Errors
