@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# What the pipeline costs over the bare engine: one backlog (the shared real-photo corpus
+# copied 6 times: 216 images, 1719 MP) resized to the default 512 px JPEG thumbnail
+#   bare:      N `imgpipe process` processes, each on its share of the files;
+#   dropped:   `imgpipe serve --workers N`, the files copied into the original bucket's folder
+#              (the folder watcher, the engine, the SQLite queues and store, the workers);
+#   posted:    the same server, one `POST /process` per file (no watcher).
+# Each is timed from the first file to the last output; the best of --repeat runs is kept.
+# Prints the times, pipeline/bare, and a profile of one dropped run under strace -c: the
+# syscalls the server made per job (fsyncs first).
+#
+# Usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C]
+# Needs root for apt-get (Debian: strace, curl); results also go to bench/out/pipeline.md.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+workers=2 repeat=3 copies=6
+while [ $# -gt 0 ]; do
+    case $1 in
+        --workers) workers=$2; shift 2 ;;
+        --repeat) repeat=$2; shift 2 ;;
+        --copies) copies=$2; shift 2 ;;
+        *) echo "usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C]" >&2; exit 2 ;;
+    esac
+done
+
+scripts/build-deps.sh strace curl
+[ -f bench/out/corpus/.complete ] || { apt-get update -q >/dev/null; bash ../shared/corpus/build.sh bench/out/corpus >/dev/null; }
+cargo build --release --locked --bin imgpipe -q
+bin=${CARGO_TARGET_DIR:-target}/release/imgpipe
+
+work=$(mktemp -d)
+server=
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The backlog: every corpus image `copies` times, under distinct names.
+mkdir -p "$work/backlog"
+for c in $(seq 1 "$copies"); do
+    for f in bench/out/corpus/*; do
+        case $f in *.tsv) continue ;; esac
+        cp "$f" "$work/backlog/c${c}_$(basename "$f")"
+    done
+done
+files=("$work"/backlog/*)
+jobs=${#files[@]}
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
+best() { printf '%s\n' "$@" | sort -n | head -1; }
+
+bare_run() {
+    local out=$work/bare t0 pids=() i
+    rm -rf "$out"
+    t0=$(now)
+    for i in $(seq 0 $((workers - 1))); do
+        local share=()
+        for j in $(seq "$i" "$workers" $((jobs - 1))); do share+=("${files[$j]}"); done
+        "$bin" process --out "$out" "${share[@]}" >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    [ "$(find "$out" -type f | wc -l)" -eq "$jobs" ] || { echo "bare: missing outputs" >&2; exit 1; }
+    elapsed "$t0" "$(now)"
+}
+
+# Starts `serve` on a fresh data dir, under the command in "$@" (a wrapper) if any; with
+# STAGED=1 the backlog is in the bucket first and the folder watcher is off. Sets $server,
+# $url and $data.
+start_server() {
+    data=$work/data-$RANDOM
+    mkdir -p "$data/buckets/original" "$data/buckets/resized"
+    local port watch=()
+    if [ "${STAGED:-0}" = 1 ]; then
+        cp -l "${files[@]}" "$data/buckets/original/"
+        watch=(--no-watch)
+    fi
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    url=http://127.0.0.1:$port
+    IMGPIPE_DATA_DIR=$data IMGPIPE_LOG=warn "$@" "$bin" serve --workers "$workers" --listen "127.0.0.1:$port" \
+        "${watch[@]}" >"$work/serve.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do curl -fs "$url/healthz" >/dev/null 2>&1 && return; sleep 0.1; done
+    echo "the server did not start:" >&2; cat "$work/serve.log" >&2; exit 1
+}
+
+stop_server() {
+    kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
+}
+
+wait_outputs() {
+    local dir=$data/buckets/resized/resized
+    while [ "$(find "$dir" -maxdepth 1 -type f 2>/dev/null | wc -l)" -lt "$jobs" ]; do sleep 0.02; done
+}
+
+dropped_run() {
+    start_server
+    local t0
+    t0=$(now)
+    # Hard links: every file appears whole at once, as a finished upload does.
+    cp -l "${files[@]}" "$data/buckets/original/"
+    wait_outputs
+    elapsed "$t0" "$(now)"
+    stop_server
+}
+
+posted_run() {
+    STAGED=1 start_server
+    local t0 f
+    t0=$(now)
+    for f in "${files[@]}"; do
+        curl -fs -o /dev/null -X POST "$url/process" -H 'content-type: application/json' \
+            -d "{\"sourceBucket\":\"original\",\"sourceKey\":\"$(basename "$f")\",\"destinationBucket\":\"resized\"}"
+    done
+    wait_outputs
+    elapsed "$t0" "$(now)"
+    stop_server
+}
+
+bare=() dropped=() posted=()
+for r in $(seq 1 "$repeat"); do
+    bare+=("$(bare_run)")
+    dropped+=("$(dropped_run)")
+    posted+=("$(posted_run)")
+    echo "run $r: bare ${bare[-1]} s, dropped ${dropped[-1]} s, posted ${posted[-1]} s" >&2
+done
+
+# One dropped run under strace: what the server asks of the kernel per job.
+start_server strace -f -qq -c -o "$work/strace.txt"
+cp -l "${files[@]}" "$data/buckets/original/"
+wait_outputs
+# Stop the server itself: strace writes its summary when its tracee exits.
+pkill -TERM -P "$server"
+wait "$server" 2>/dev/null || true
+server=
+
+b=$(best "${bare[@]}") d=$(best "${dropped[@]}") p=$(best "${posted[@]}")
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "$1" "$2"; }
+{
+    echo "pipeline overhead, $jobs images, $workers workers, best of $repeat ($(date -u +%F), $(nproc) cores)"
+    echo
+    echo "| run | seconds | bare / run |"
+    echo "| --- | ---: | ---: |"
+    echo "| bare: $workers x imgpipe process | $b | 1.000 |"
+    echo "| dropped into the bucket: serve --workers $workers | $d | $(ratio "$b" "$d") |"
+    echo "| POST /process each: serve --workers $workers | $p | $(ratio "$b" "$p") |"
+    echo
+    echo "syscalls of one dropped run, per job (strace -c; the slowest first):"
+    awk -v n="$jobs" '/^[ ]*[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ {
+        printf "  %-16s %8.1f calls/job %8.3f ms/job\n", $NF, $4 / n, $2 / n * 1000 }' "$work/strace.txt" | head -12
+} | tee bench/out/pipeline.md
