@@ -46,6 +46,8 @@ pub struct EmbeddedEngine {
     clock: Arc<dyn Clock>,
     /// The id of every job that ends here, for `?wait` requests (see [`Orchestrator::ended`]).
     ended: tokio::sync::broadcast::Sender<String>,
+    /// How long reports may gather after a short batch.
+    report_window: Duration,
 }
 
 /// Ends announced but not yet read before a waiter counts as lagging.
@@ -97,7 +99,15 @@ impl EmbeddedEngine {
     /// An engine keeping its jobs in `store`: several engines may share one.
     pub fn new(store: Arc<dyn JobStore>, queues: Queues, policy: Policy) -> Self {
         let (ended, _) = tokio::sync::broadcast::channel(ENDED_BACKLOG);
-        Self { store, queues, policy, clock: Arc::new(SystemClock), ended }
+        Self { store, queues, policy, clock: Arc::new(SystemClock), ended, report_window: Duration::ZERO }
+    }
+
+    /// The same engine letting reports gather for `window` after a short batch, so that on a
+    /// queue billed per request (SQS) a trickle of reports shares one receive and one delete;
+    /// a job's next step waits at most that long. None by default (a local queue costs nothing).
+    pub fn with_report_window(mut self, window: Duration) -> Self {
+        self.report_window = window;
+        self
     }
 
     /// The same engine reading the time from `clock` (a manual one in tests).
@@ -335,9 +345,9 @@ impl EmbeddedEngine {
                     if short {
                         // A trickle of reports: let a few gather before the next read, so
                         // they take one receive and one delete, not one each.
-                        if !applied.is_empty() {
+                        if !applied.is_empty() && !self.report_window.is_zero() {
                             tokio::select! {
-                                () = tokio::time::sleep(REPORT_WINDOW) => {}
+                                () = tokio::time::sleep(self.report_window) => {}
                                 () = shutdown.cancelled() => {}
                             }
                         }
@@ -402,9 +412,9 @@ const RESEND_AFTER: Duration = Duration::from_secs(30);
 
 /// How often the timers run.
 const TICK_EVERY: Duration = Duration::from_secs(1);
-/// How long the engine lets reports gather after a short batch: a job's next step waits at
-/// most this long, and at a few reports a second each read takes several.
-const REPORT_WINDOW: Duration = Duration::from_millis(250);
+/// How long the engine lets reports gather after a short batch on SQS: a job's next step
+/// waits at most this long, and at a few reports a second each read takes several.
+pub const SQS_REPORT_WINDOW: Duration = Duration::from_millis(250);
 /// Reports read at a time (SQS's largest batch).
 const REPORT_BATCH: usize = 10;
 /// The longest the engine applies reports before it runs its timers.

@@ -18,7 +18,7 @@ use pipeline_core::sqlite::Db;
 use protocol::workflow::Policy;
 
 use crate::backends::{Backends, open_db};
-use crate::settings::BackendArgs;
+use crate::settings::{BackendArgs, QueueKind};
 
 /// Everything a deployment holds, opened once.
 #[derive(Clone, Debug)]
@@ -65,13 +65,19 @@ impl Deployment {
             let sfn =
                 SfnOrchestrator::new(aws.sfn().clone(), arn).with_dead_letters(Arc::clone(&backends.dead_letters));
             (None, Arc::new(sfn))
-        } else if args.dynamodb_jobs() {
-            let aws = backends.aws.as_ref().context("DynamoDB needs the AWS settings")?;
-            let store = DynamoJobs::new(aws.clients().dynamodb.clone(), &args.jobs_table);
-            let engine = EmbeddedEngine::new(Arc::new(store), backends.queues()?, config);
-            (Some(engine.clone()), Arc::new(engine))
         } else {
-            let engine = EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?;
+            let engine = if args.dynamodb_jobs() {
+                let aws = backends.aws.as_ref().context("DynamoDB needs the AWS settings")?;
+                let store = DynamoJobs::new(aws.clients().dynamodb.clone(), &args.jobs_table);
+                EmbeddedEngine::new(Arc::new(store), backends.queues()?, config)
+            } else {
+                EmbeddedEngine::open(&db, backends.queues()?, config).context("cannot open the job store")?
+            };
+            // Reports read from SQS are billed per request: let a trickle share one read.
+            let engine = match args.queue_backend {
+                QueueKind::Sqs => engine.with_report_window(orchestrator::engine::SQS_REPORT_WINDOW),
+                QueueKind::Sqlite => engine,
+            };
             (Some(engine.clone()), Arc::new(engine))
         };
         Ok(Self { data_dir: data_dir.to_owned(), db, args: args.clone(), backends, engine, orchestrator })
