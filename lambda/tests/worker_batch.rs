@@ -65,8 +65,13 @@ fn record(id: &str, body: &str, receive_count: u32) -> serde_json::Value {
     })
 }
 
+/// One test at a time: the state machine's heartbeat timeout is 2 s, and a sibling decoding
+/// images on the same cores could make a report miss it (a timeout is a retryable failure).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_mixed_batch_fails_exactly_the_records_that_must_come_back() {
+    let _serial = SERIAL.lock().await;
     let rig = Rig::new("lambda-batch").await;
     rig.put("photos/good.jpg", PHOTO).await;
     rig.put("notes.jpg", &b"just some text, not an image"[..]).await;
@@ -135,12 +140,15 @@ async fn a_mixed_batch_fails_exactly_the_records_that_must_come_back() {
 
 #[tokio::test]
 async fn a_redelivered_job_past_the_limit_is_reported_as_poison_and_shutdown_hands_records_back() {
+    let _serial = SERIAL.lock().await;
     let rig = Rig::new("lambda-poison").await;
     rig.put("photos/good.jpg", PHOTO).await;
     let job = rig.job("photos/good.jpg");
+    // Ready before the task starts: the rig's heartbeat timeout is 2 s, and the poison report
+    // must reach the task before it times out (a timeout is a retryable failure).
+    let worker = handler(&rig);
     rig.orchestrator.start(job.clone()).await.expect("started");
     let (received, _) = rig.take_message(Duration::from_secs(120)).await;
-    let worker = handler(&rig);
 
     let sixth: aws_lambda_events::event::sqs::SqsMessage =
         serde_json::from_value(record("m-6", &received.body, 6)).expect("a record");
