@@ -37,7 +37,7 @@ pub struct Queues {
     pub dead_letters: Arc<dyn Queue>,
 }
 
-/// The embedded orchestrator. Cheap to clone; every clone works on the same file.
+/// The workflow engine. Cheap to clone; every clone works on the same store.
 #[derive(Clone, Debug)]
 pub struct EmbeddedEngine {
     store: Arc<dyn JobStore>,
