@@ -2,33 +2,40 @@
 # What the pipeline costs over the bare engine: one backlog (the shared real-photo corpus
 # copied 6 times: 216 images, 1719 MP) resized to the default 512 px JPEG thumbnail
 #   bare:      N `imgpipe process` processes, each on its share of the files;
-#   dropped:   `imgpipe serve --workers N`, the files copied into the original bucket's folder
-#              (the folder watcher, the engine, the SQLite queues and store, the workers);
-#   posted:    the same server, one `POST /process` per file (no watcher).
+#   dropped:   `imgpipe serve --workers N`, the files renamed into the original bucket's folder
+#              as an uploader publishes a finished file (the folder watcher, the engine, the
+#              SQLite queues and store, the workers);
+#   posted:    the same server, one `POST /process` per file on one keep-alive connection (no
+#              watcher).
 # Each is timed from the first file to the last output; the best of --repeat runs is kept.
 # Prints the times, pipeline/bare, and a profile of one dropped run under strace -c: the
 # syscalls the server made per job (fsyncs first).
 #
-# Usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C]
+# Usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C] [--bin PATH]
+#   --bin   an already built imgpipe (e.g. an older build, for a before/after), instead of
+#           building this checkout
 # Needs root for apt-get (Debian: strace, curl); results also go to bench/out/pipeline.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-workers=2 repeat=3 copies=6
+workers=2 repeat=3 copies=6 bin=
 while [ $# -gt 0 ]; do
     case $1 in
         --workers) workers=$2; shift 2 ;;
         --repeat) repeat=$2; shift 2 ;;
         --copies) copies=$2; shift 2 ;;
-        *) echo "usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C]" >&2; exit 2 ;;
+        --bin) bin=$(realpath "$2"); shift 2 ;;
+        *) echo "usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C] [--bin PATH]" >&2; exit 2 ;;
     esac
 done
 
 scripts/build-deps.sh strace curl
 [ -f bench/out/corpus/.complete ] || { apt-get update -q >/dev/null; bash ../shared/corpus/build.sh bench/out/corpus >/dev/null; }
-cargo build --release --locked --bin imgpipe -q
-bin=${CARGO_TARGET_DIR:-target}/release/imgpipe
+if [ -z "$bin" ]; then
+    cargo build --release --locked --bin imgpipe -q
+    bin=${CARGO_TARGET_DIR:-target}/release/imgpipe
+fi
 
 work=$(mktemp -d)
 server=
@@ -92,30 +99,56 @@ stop_server() {
     kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
 }
 
+# One light process (not a `find` per poll) waits for every output, so the harness takes as
+# little as it can of the two cores the server shares with it.
 wait_outputs() {
-    local dir=$data/buckets/resized/resized
-    while [ "$(find "$dir" -maxdepth 1 -type f 2>/dev/null | wc -l)" -lt "$jobs" ]; do sleep 0.02; done
+    python3 - "$data/buckets/resized/resized" "$jobs" <<'PY'
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+while not os.path.isdir(d) or len(os.listdir(d)) < n:
+    time.sleep(0.02)
+PY
 }
+
+# Puts the backlog into the original bucket's folder: hard links into a staging folder first,
+# then one `mv` renames them in, so every file appears whole at once, as an uploader
+# publishes a finished file.
+stage() { mkdir -p "$data/staging"; cp -l "${files[@]}" "$data/staging/"; }
+publish() { mv "$data"/staging/* "$data/buckets/original/"; }
 
 dropped_run() {
     start_server
+    stage
     local t0
     t0=$(now)
-    # Hard links: every file appears whole at once, as a finished upload does.
-    cp -l "${files[@]}" "$data/buckets/original/"
+    publish
     wait_outputs
     elapsed "$t0" "$(now)"
     stop_server
 }
 
+# One POST /process per file, in order, on one keep-alive connection.
+post_all() {
+    python3 - "$url" "${files[@]}" <<'PY'
+import http.client, json, os, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+conn = http.client.HTTPConnection(url.hostname, url.port)
+for path in sys.argv[2:]:
+    body = json.dumps({"sourceBucket": "original", "sourceKey": os.path.basename(path),
+                       "destinationBucket": "resized"})
+    conn.request("POST", "/process", body, {"content-type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    if response.status >= 300:
+        sys.exit(f"POST /process {path}: {response.status}")
+PY
+}
+
 posted_run() {
     STAGED=1 start_server
-    local t0 f
+    local t0
     t0=$(now)
-    for f in "${files[@]}"; do
-        curl -fs -o /dev/null -X POST "$url/process" -H 'content-type: application/json' \
-            -d "{\"sourceBucket\":\"original\",\"sourceKey\":\"$(basename "$f")\",\"destinationBucket\":\"resized\"}"
-    done
+    post_all
     wait_outputs
     elapsed "$t0" "$(now)"
     stop_server
@@ -131,7 +164,8 @@ done
 
 # One dropped run under strace: what the server asks of the kernel per job.
 start_server strace -f -qq -c -o "$work/strace.txt"
-cp -l "${files[@]}" "$data/buckets/original/"
+stage
+publish
 wait_outputs
 # Stop the server itself: strace writes its summary when its tracee exits.
 pkill -TERM -P "$server"

@@ -25,6 +25,7 @@ use wiring::WorkerSettings;
 use wiring::functions::WorkerFunction;
 use wiring::settings::OrchestratorKind;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold};
+use worker::process::JOBS_PER_RENDER;
 
 /// What became of one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +41,8 @@ pub enum RecordOutcome {
 pub struct SqsWorker {
     /// The attempt logic every worker shares.
     pub attempts: Attempts,
-    /// Records processed at once.
+    /// Render slots: records are held [`JOBS_PER_RENDER`] times as many at once, so one
+    /// record's download, writes and report overlap another's render.
     pub concurrency: usize,
     /// Cancelled when the execution environment shuts down: records not yet started are
     /// handed back.
@@ -48,10 +50,10 @@ pub struct SqsWorker {
 }
 
 impl SqsWorker {
-    /// Handles every record of `event`, at most [`Self::concurrency`] at a time, and
+    /// Handles every record of `event`, [`JOBS_PER_RENDER`] × [`Self::concurrency`] at a time, and
     /// answers with the ids of those to redeliver, in the order they came.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1) * JOBS_PER_RENDER));
         let mut tasks = Vec::with_capacity(event.records.len());
         for record in event.records {
             let (this, permits) = (self.clone(), permits.clone());

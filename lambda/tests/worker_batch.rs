@@ -22,10 +22,10 @@ use protocol::message::Job;
 use serde_json::json;
 use sfn_harness::{Rig, states};
 use tokio_util::sync::CancellationToken;
-use worker::WorkerDeps;
 use worker::attempt::Attempts;
 use worker::faults::Faults;
 use worker::image::{Limits, MemoryBudget};
+use worker::{RenderSlots, WorkerDeps};
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 
@@ -39,6 +39,7 @@ fn handler(rig: &Rig) -> SqsWorker {
         budget: MemoryBudget::unlimited(),
         cache_control: None,
         faults: Faults::default(),
+        renders: RenderSlots::new(2),
     };
     let attempts = Attempts {
         deps: Arc::new(deps),

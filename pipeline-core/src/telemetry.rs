@@ -100,7 +100,7 @@ fn describe() {
     describe_histogram!(STAGE_SECONDS, metrics::Unit::Seconds, "Time per stage of an attempt.");
     describe_histogram!(ATTEMPT_SECONDS, metrics::Unit::Seconds, "Time an attempt took, delivery to report.");
     describe_counter!(BYTES, "Bytes of sources read and outputs written.");
-    describe_gauge!(WORKER_SLOTS, "Jobs this process's workers take at once.");
+    describe_gauge!(WORKER_SLOTS, "Jobs this process's workers hold at once (two per render slot).");
     describe_gauge!(WORKER_SLOTS_BUSY, "Worker slots busy with a job.");
     describe_counter!(HEARTBEATS, "Heartbeats sent to the orchestrator, or that failed.");
     describe_gauge!(QUEUE_MESSAGES, "Messages in each queue, by state.");

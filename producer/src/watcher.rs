@@ -1,13 +1,17 @@
 //! Watches the local original bucket and makes one job per completed file. A file
-//! counts as complete once its size and modification time have held still for a
-//! settle period; names of in-progress copies (`.name`, `*.tmp`, `*.part`, `*~`) are
-//! skipped. What was submitted is recorded in SQLite, so a restart does not submit a
+//! renamed into the folder (how an upload is published whole: written under a temporary
+//! name, then renamed) counts as complete at once, told by the kernel's file events; any
+//! other file once its size and modification time have held still for a settle period,
+//! found by a scan of the folder. Names of in-progress copies (`.name`, `*.tmp`, `*.part`,
+//! `*~`) are skipped. What was submitted is recorded in SQLite, so a restart does not submit a
 //! file twice, while a file replaced by new content is processed again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use pipeline_core::sqlite::{Db, DbError};
 use protocol::rendition::Rendition;
 use rusqlite::params;
@@ -77,17 +81,29 @@ impl FolderWatcher {
         })
     }
 
-    /// Scans until `shutdown` is cancelled.
+    /// Scans every `interval` until `shutdown` is cancelled; between scans, takes every file
+    /// renamed into the folder at once.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(dir = %self.dir.display(), bucket = %self.source_bucket, "watching for new images");
+        let (renamed_tx, mut renamed) = tokio::sync::mpsc::channel(RENAMED_BACKLOG);
+        let _events = watch_renames(&self.dir, renamed_tx);
         let mut pending: HashMap<String, (Stamp, SystemTime)> = HashMap::new();
+        let mut scans = tokio::time::interval(self.interval);
+        scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Err(e) = self.scan_once(&mut pending).await {
-                tracing::warn!(error = %e, "watch scan failed");
-            }
-            tokio::select! {
+            let done = tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.interval) => {}
+                _ = scans.tick() => self.scan_once(&mut pending).await,
+                Some(first) = renamed.recv() => {
+                    let mut paths = BTreeSet::from([first]);
+                    while let Ok(path) = renamed.try_recv() {
+                        paths.insert(path);
+                    }
+                    self.take_renamed(paths, &mut pending).await
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "watch scan failed");
             }
         }
     }
@@ -113,55 +129,120 @@ impl FolderWatcher {
         let now = SystemTime::now();
         let recorded = self.recorded().await?;
         let mut submitted = 0;
-        let mut present = HashMap::new();
+        let mut present = HashSet::new();
         for (key, stamp, unreadable_name) in files {
-            present.insert(key.clone(), ());
-            if recorded.get(&key) == Some(&stamp) {
-                continue;
-            }
-            let mtime = UNIX_EPOCH + Duration::from_nanos(u64::try_from(stamp.mtime_ns).unwrap_or(0));
-            let settled_since = match pending.get(&key) {
-                Some((seen, since)) if *seen == stamp => *since,
-                _ => {
-                    pending.insert(key.clone(), (stamp, now));
-                    continue;
-                }
-            };
-            // A time in the future (a skewed clock, an unpacked archive) says nothing of when the
-            // file was written: it settles by what the scans saw, instead of waiting for its date.
-            let written = if mtime > now { settled_since } else { settled_since.max(mtime) };
-            let quiet = now.duration_since(written).unwrap_or_default();
-            if quiet < self.settle {
+            present.insert(key.clone());
+            if recorded.get(&key) == Some(&stamp) || !self.settled(&key, stamp, now, pending) {
                 continue;
             }
             pending.remove(&key);
-            let request = ProcessRequest {
-                source_bucket: self.source_bucket.clone(),
-                source_key: key.clone(),
-                destination_bucket: self.destination_bucket.clone(),
-                renditions: Some(vec![Rendition::thumbnail()]),
-                sidecar: None,
-            };
-            let taken = match unreadable_name {
-                // Not a key any store can carry: refused for what it is, not looked up.
-                true => self.intake.refuse(request, IntakeError::InvalidKey("the file name is not UTF-8".into())).await,
-                false => self.intake.take(request).await,
-            };
-            match taken {
-                Ok(Taken::Started(job)) => {
-                    self.record(&key, stamp, &job.job_id).await?;
-                    submitted += 1;
-                }
-                Ok(Taken::Refused(job, _)) => self.record(&key, stamp, &job.job_id).await?,
-                Ok(Taken::Skipped(e)) => {
-                    tracing::info!(?key, error = %e, "not submitting this file");
-                    self.record(&key, stamp, "").await?;
-                }
-                Err(e) => tracing::warn!(?key, error = %e, "could not submit; will try again"),
-            }
+            submitted += usize::from(self.submit(key, stamp, unreadable_name).await?);
         }
-        pending.retain(|k, _| present.contains_key(k));
+        pending.retain(|k, _| present.contains(k));
         Ok(submitted)
+    }
+
+    /// Whether `key` has held still for the settle period, remembering in `pending` when a
+    /// stamp was first seen.
+    fn settled(
+        &self,
+        key: &str,
+        stamp: Stamp,
+        now: SystemTime,
+        pending: &mut HashMap<String, (Stamp, SystemTime)>,
+    ) -> bool {
+        let settled_since = match pending.get(key) {
+            Some((seen, since)) if *seen == stamp => *since,
+            _ => {
+                pending.insert(key.to_owned(), (stamp, now));
+                return false;
+            }
+        };
+        let mtime = UNIX_EPOCH + Duration::from_nanos(u64::try_from(stamp.mtime_ns).unwrap_or(0));
+        // A time in the future (a skewed clock, an unpacked archive) says nothing of when the
+        // file was written: it settles by what the scans saw, instead of waiting for its date.
+        let written = if mtime > now { settled_since } else { settled_since.max(mtime) };
+        now.duration_since(written).unwrap_or_default() >= self.settle
+    }
+
+    /// Submits the files renamed into the folder, without waiting for them to settle: a
+    /// rename is how an upload is published whole (written under a temporary name, then
+    /// renamed), and it happens at once.
+    ///
+    /// # Errors
+    /// The database could not be read.
+    async fn take_renamed(
+        &self,
+        paths: BTreeSet<PathBuf>,
+        pending: &mut HashMap<String, (Stamp, SystemTime)>,
+    ) -> Result<usize, DbError> {
+        let dir = self.dir.clone();
+        let (buckets, bucket) = (self.intake.buckets.clone(), self.source_bucket.clone());
+        let files = tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            for path in paths {
+                renamed_files(&dir, &path, &mut files);
+            }
+            files.retain(|(key, _, _)| !buckets.is_output(&bucket, key));
+            files
+        })
+        .await
+        .map_err(|e| DbError::new(e.to_string()))?;
+        let mut submitted = 0;
+        for (key, stamp, unreadable_name) in files {
+            if self.recorded_stamp(&key).await? == Some(stamp) {
+                continue;
+            }
+            pending.remove(&key);
+            submitted += usize::from(self.submit(key, stamp, unreadable_name).await?);
+        }
+        Ok(submitted)
+    }
+
+    /// Starts the thumbnail job of `key` and records it; `Ok(true)` when a job started.
+    ///
+    /// # Errors
+    /// The record could not be written.
+    async fn submit(&self, key: String, stamp: Stamp, unreadable_name: bool) -> Result<bool, DbError> {
+        let request = ProcessRequest {
+            source_bucket: self.source_bucket.clone(),
+            source_key: key.clone(),
+            destination_bucket: self.destination_bucket.clone(),
+            renditions: Some(vec![Rendition::thumbnail()]),
+            sidecar: None,
+        };
+        let taken = match unreadable_name {
+            // Not a key any store can carry: refused for what it is, not looked up.
+            true => self.intake.refuse(request, IntakeError::InvalidKey("the file name is not UTF-8".into())).await,
+            false => self.intake.take(request).await,
+        };
+        match taken {
+            Ok(Taken::Started(job)) => {
+                self.record(&key, stamp, &job.job_id).await?;
+                return Ok(true);
+            }
+            Ok(Taken::Refused(job, _)) => self.record(&key, stamp, &job.job_id).await?,
+            Ok(Taken::Skipped(e)) => {
+                tracing::info!(?key, error = %e, "not submitting this file");
+                self.record(&key, stamp, "").await?;
+            }
+            Err(e) => tracing::warn!(?key, error = %e, "could not submit; will try again"),
+        }
+        Ok(false)
+    }
+
+    /// The stamp recorded for `key`, if it was submitted.
+    async fn recorded_stamp(&self, key: &str) -> Result<Option<Stamp>, DbError> {
+        let (bucket, key) = (self.source_bucket.clone(), key.to_owned());
+        self.db
+            .call(move |c| -> Result<Option<Stamp>, DbError> {
+                let mut stmt =
+                    c.prepare_cached("SELECT size, mtime_ns FROM watched_files WHERE bucket = ?1 AND key = ?2")?;
+                let mut rows =
+                    stmt.query_map(params![bucket, key], |r| Ok(Stamp { size: r.get(0)?, mtime_ns: r.get(1)? }))?;
+                Ok(rows.next().transpose()?)
+            })
+            .await
     }
 
     /// What was submitted from this bucket, read once per scan.
@@ -244,6 +325,56 @@ fn walk_names(dir: &Path, prefix: &str, unreadable: bool, out: &mut Vec<(String,
             let stamp = Stamp { size: md.len(), mtime_ns: mtime_ns(&md) };
             out.push((format!("{prefix}{name}"), stamp, unreadable || lossy));
         }
+    }
+}
+
+/// Renamed paths the event thread may queue before the watcher takes them; past it, events
+/// are dropped and those files are found by the scans once they settle.
+const RENAMED_BACKLOG: usize = 4096;
+
+/// Sends the path of everything renamed into `dir` (or a folder under it) to `renamed`.
+/// `None`, with a warning, where the kernel's file events are unavailable: the scans still
+/// find every file.
+fn watch_renames(dir: &Path, renamed: tokio::sync::mpsc::Sender<PathBuf>) -> Option<RecommendedWatcher> {
+    let on_event = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        // `To` when the file came from outside the folder, `Both` (from, to) from inside it.
+        if let EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) = event.kind {
+            if let Some(to) = event.paths.last() {
+                let _ = renamed.try_send(to.clone());
+            }
+        }
+    };
+    let watcher = notify::recommended_watcher(on_event).and_then(|mut w| {
+        w.watch(dir, RecursiveMode::Recursive)?;
+        Ok(w)
+    });
+    watcher.inspect_err(|e| tracing::warn!(error = %e, "no file events; new files are taken once they settle")).ok()
+}
+
+/// The files `path` (renamed into `dir`) brings: itself, or everything under it if it is a
+/// folder. Skipped like the scan skips them: in-progress names, and any name that is not UTF-8
+/// (the scan refuses those by name once they settle).
+fn renamed_files(dir: &Path, path: &Path, out: &mut Vec<(String, Stamp, bool)>) {
+    let Ok(relative) = path.strip_prefix(dir) else { return };
+    let mut names = Vec::new();
+    for part in relative.components() {
+        match part.as_os_str().to_str() {
+            Some(name) if !in_progress(name) => names.push(name),
+            _ => return,
+        }
+    }
+    let Ok(md) = std::fs::metadata(path) else { return };
+    if names.is_empty() {
+        return;
+    }
+    let key = names.join("/");
+    if md.is_file() {
+        out.push((key, Stamp { size: md.len(), mtime_ns: mtime_ns(&md) }, false));
+    } else if md.is_dir() {
+        let mut found = Vec::new();
+        walk(path, &format!("{key}/"), &mut found);
+        out.extend(found.into_iter().filter(|(_, _, unreadable)| !unreadable));
     }
 }
 

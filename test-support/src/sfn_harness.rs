@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use wiring::functions::{self, ProducerFunction};
 use worker::faults::Faults;
 use worker::image::Limits;
-use worker::{Runner, RunnerConfig, WorkerDeps};
+use worker::{RenderSlots, Runner, RunnerConfig, WorkerDeps};
 
 use crate::emulator::{aws, unique};
 
@@ -152,6 +152,7 @@ impl Rig {
             budget: worker::image::MemoryBudget::unlimited(),
             cache_control: None,
             faults,
+            renders: RenderSlots::new(2),
         };
         let runner = Runner {
             jobs: Arc::new(self.jobs.clone()),

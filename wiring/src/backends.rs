@@ -17,7 +17,7 @@ use pipeline_core::report::{QueueReporter, Reporter};
 use pipeline_core::sqlite::Db;
 use worker::faults::Faults;
 use worker::image::{Limits, MemoryBudget};
-use worker::{Runner, RunnerConfig, WorkerDeps};
+use worker::{RenderSlots, Runner, RunnerConfig, WorkerDeps};
 
 use crate::settings::{BackendArgs, BlobStoreKind, QueueKind, WorkerArgs};
 
@@ -174,6 +174,7 @@ impl WorkerSettings {
             budget: self.budget.clone(),
             cache_control: self.cache_control.clone(),
             faults: self.faults.clone(),
+            renders: RenderSlots::new(self.runner.concurrency),
         }
     }
 }

@@ -8,5 +8,5 @@ pub mod image;
 pub mod process;
 pub mod runner;
 
-pub use process::{Processed, WorkerDeps, process_job};
+pub use process::{Processed, RenderSlots, WorkerDeps, process_job};
 pub use runner::{Runner, RunnerConfig};

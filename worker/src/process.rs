@@ -12,6 +12,7 @@ use protocol::JobError;
 pub use protocol::message::Processed;
 use protocol::message::{Job, Output};
 use protocol::rendition::{output_key, sidecar_key, validate_list};
+use tokio::sync::Semaphore;
 
 use crate::faults::Faults;
 use crate::image::{self, Limits, MemoryBudget};
@@ -35,6 +36,25 @@ pub struct WorkerDeps {
     pub cache_control: Option<String>,
     /// Injected faults, for drills and tests; none by default.
     pub faults: Faults,
+    /// The renders that may run at once.
+    pub renders: RenderSlots,
+}
+
+/// How many jobs a worker holds per render slot: while one job downloads, writes its outputs
+/// and reports, another renders, so no core waits on storage or the orchestrator.
+pub const JOBS_PER_RENDER: usize = 2;
+
+/// The renders of a process that may run at once — decoding, resizing and encoding, the
+/// CPU-bound part of a job: one per core given to the workers. A worker holds
+/// [`JOBS_PER_RENDER`] times as many jobs as it has slots.
+#[derive(Clone, Debug)]
+pub struct RenderSlots(Arc<Semaphore>);
+
+impl RenderSlots {
+    /// `renders` at once (at least one).
+    pub fn new(renders: usize) -> Self {
+        Self(Arc::new(Semaphore::new(renders.clamp(1, Semaphore::MAX_PERMITS))))
+    }
 }
 
 /// Runs one attempt of `job`.
@@ -54,10 +74,13 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     same_version(job, source.meta.version.as_deref())?;
     let version = source.meta.version.clone();
     let (renditions, limits, budget) = (job.renditions.clone(), deps.limits, deps.budget.clone());
-    let rendered =
+    let rendered = {
+        // Never closed, so acquiring cannot fail; held until the render returns.
+        let _slot = deps.renders.0.acquire().await;
         tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &limits, &budget))
             .await
-            .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??;
+            .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??
+    };
 
     // Replaced while it rendered: the newer version's job may already have written its outputs.
     if job.source_version.is_some() {

@@ -14,13 +14,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
-use crate::process::WorkerDeps;
+use crate::process::{JOBS_PER_RENDER, WorkerDeps};
 use pipeline_core::report::Reporter;
 
 /// How the loop paces itself.
 #[derive(Clone, Copy, Debug)]
 pub struct RunnerConfig {
-    /// Jobs processed at once.
+    /// Renders at once (the cores given to the worker); the loop holds
+    /// [`JOBS_PER_RENDER`] times as many jobs, so their downloads, writes and reports overlap
+    /// the renders.
     pub concurrency: usize,
     /// Visibility timeout of each receive, renewed by heartbeats.
     pub visibility: Duration,
@@ -66,8 +68,9 @@ pub struct Runner {
 impl Runner {
     /// Runs until `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-        metrics::gauge!(telemetry::WORKER_SLOTS).increment(self.config.concurrency.max(1) as f64);
+        let held = self.config.concurrency.max(1) * JOBS_PER_RENDER;
+        let slots = Arc::new(Semaphore::new(held));
+        metrics::gauge!(telemetry::WORKER_SLOTS).increment(held as f64);
         let busy = metrics::gauge!(telemetry::WORKER_SLOTS_BUSY);
         let hard_stop = CancellationToken::new();
         let attempts = Arc::new(self.attempts());
@@ -121,7 +124,7 @@ impl Runner {
             hard_stop.cancel();
             while tasks.join_next().await.is_some() {}
         }
-        metrics::gauge!(telemetry::WORKER_SLOTS).decrement(self.config.concurrency.max(1) as f64);
+        metrics::gauge!(telemetry::WORKER_SLOTS).decrement(held as f64);
         tracing::info!("worker stopped");
     }
 

@@ -15,10 +15,10 @@ use pipeline_core::sqlite::Db;
 use protocol::message::{Job, Processed};
 use protocol::{ErrorClass, JobError, Rendition};
 use tokio_util::sync::CancellationToken;
-use worker::WorkerDeps;
 use worker::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
 use worker::faults::Faults;
 use worker::image::{Limits, MemoryBudget};
+use worker::{RenderSlots, WorkerDeps};
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 
@@ -76,6 +76,7 @@ async fn rig(faults: &str, down: bool) -> Rig {
         budget: MemoryBudget::unlimited(),
         cache_control: None,
         faults: Faults::parse(faults).expect("faults"),
+        renders: RenderSlots::new(1),
     };
     let attempts = Attempts {
         deps: Arc::new(deps),

@@ -8,9 +8,9 @@ use pipeline_core::blob::{BlobStore, PutOptions};
 use protocol::Rendition;
 use protocol::message::Job;
 use protocol::rendition::sidecar_key;
-use worker::WorkerDeps;
 use worker::faults::Faults;
 use worker::image::{Limits, MemoryBudget};
+use worker::{RenderSlots, WorkerDeps};
 
 const PHOTO: &[u8] = include_bytes!("../../tests/fixtures/myphoto.jpg");
 
@@ -25,6 +25,7 @@ async fn written(sidecar: bool) -> Vec<String> {
         budget: MemoryBudget::unlimited(),
         cache_control: None,
         faults: Faults::default(),
+        renders: RenderSlots::new(2),
     };
     let job = Job { sidecar, ..Job::new("original", "a.jpg", "resized", vec![Rendition::thumbnail()]) };
     let done = worker::process_job(&job, &deps).await.expect("processed");
