@@ -96,6 +96,7 @@ impl S3EventIntake {
                 destination_bucket: self.destination_bucket.clone(),
                 renditions: None,
                 sidecar: None,
+                metadata: None,
             };
             match self.intake.take(request).await {
                 Ok(Taken::Started(_) | Taken::Refused(..)) => {}
@@ -146,6 +147,7 @@ mod tests {
             blobs,
             buckets: Buckets::new(&["original"], &["resized"]),
             sidecar: false,
+            metadata: protocol::metadata::MetadataPolicy::Strip,
         };
         let s3 =
             S3EventIntake { events: Arc::clone(&stack.backends.jobs), intake, destination_bucket: "resized".into() };

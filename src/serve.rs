@@ -12,6 +12,7 @@ use producer::intake::Intake;
 use producer::limits::ApiLimits;
 use producer::watcher::FolderWatcher;
 use protocol::intake::Buckets;
+use protocol::metadata::MetadataPolicy;
 use protocol::workflow::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,8 @@ pub struct ServeOptions {
     /// Whether jobs write the metadata sidecar when their request does not say (the
     /// watcher's and the S3 events' never do).
     pub sidecar: bool,
+    /// The metadata policy of a job whose request does not say.
+    pub metadata: MetadataPolicy,
     /// Workflow pacing.
     pub engine: Policy,
     /// The workers in this process; `runner.concurrency` 0 runs none.
@@ -100,6 +103,7 @@ impl Server {
             blobs: stack.blobs(),
             buckets: options.buckets.clone(),
             sidecar: options.sidecar,
+            metadata: options.metadata.clone(),
         };
         let mut parts = tokio::task::JoinSet::new();
         if let (Some(bucket), Some(local)) = (&options.watch_bucket, stack.local_blobs()) {

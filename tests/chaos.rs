@@ -32,6 +32,7 @@ use pipeline_core::blob::BlobStore;
 use pipeline_core::blob::local::LocalBlobStore;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
+use protocol::metadata::MetadataPolicy;
 use protocol::rendition::{Rendition, output_key};
 
 const HEARTBEAT_TIMEOUT_SECS: u64 = 3;
@@ -255,7 +256,15 @@ async fn under_kills_and_stops_every_input_ends_exactly_once_in_its_last_version
         let mut ids = BTreeMap::new();
         for key in expected.keys() {
             let version = store.head("original", key).await.expect("head").version.expect("a version");
-            let job = Job::for_source("original", key, &version, "resized", vec![Rendition::thumbnail()], false);
+            let job = Job::for_source(
+                "original",
+                key,
+                &version,
+                "resized",
+                vec![Rendition::thumbnail()],
+                false,
+                MetadataPolicy::Strip,
+            );
             ids.insert(key.clone(), job.job_id);
         }
         ids
@@ -476,7 +485,15 @@ async fn on_s3_sqs_and_step_functions_with_the_emulator_paused_every_input_ends_
     let mut ids = BTreeMap::new();
     for key in expected.keys() {
         let version = rig.s3.head(&rig.original(), key).await.expect("head").version.expect("an ETag");
-        let job = Job::for_source(rig.original(), key, &version, rig.resized(), vec![Rendition::thumbnail()], false);
+        let job = Job::for_source(
+            rig.original(),
+            key,
+            &version,
+            rig.resized(),
+            vec![Rendition::thumbnail()],
+            false,
+            MetadataPolicy::Strip,
+        );
         ids.insert(key.clone(), job.job_id);
     }
     let settle = Instant::now() + Duration::from_secs(240);

@@ -47,6 +47,21 @@ fn bad_flags_and_unsafe_commands_are_refused() {
 }
 
 #[test]
+fn process_keeps_only_the_metadata_asked_for() {
+    let dir = TempDir::new().expect("tempdir");
+    let camera = concat!(env!("CARGO_MANIFEST_DIR"), "/worker/tests/fixtures/camera.jpg");
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().expect("utf-8");
+    let (ok, _, err) = run_cli(dir.path(), &["process", camera, "--out", out_arg, "--keep", "captureTime", "-q"]);
+    assert!(ok, "{err}");
+    let thumb = std::fs::read(out.join("camera_thumbnail.jpg")).expect("thumbnail");
+    let has = |needle: &[u8]| thumb.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"2021:07:04 12:30:59") && !has(b"ExampleCam"), "the capture time, nothing else");
+    let (ok, _, err) = run_cli(dir.path(), &["process", camera, "--out", out_arg, "--keep", "copyright,gps"]);
+    assert!(!ok && err.contains("\"gps\" cannot be kept"), "{err}");
+}
+
+#[test]
 fn serve_on_a_public_address_needs_api_keys() {
     let dir = TempDir::new().expect("tempdir");
     let data = dir.path().join("data");

@@ -88,6 +88,35 @@ async fn a_job_writes_only_its_renditions_unless_its_request_asks_for_the_sideca
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_policy_reaches_the_outputs_and_the_sidecar_says_what_was_kept() {
+    // A photo with a capture time, a camera and a GPS position.
+    const CAMERA: &[u8] = include_bytes!("../worker/tests/fixtures/camera.jpg");
+    let contains = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let mut options = test_options();
+    options.sidecar = true;
+    options.metadata = "keep:captureTime".parse().expect("a policy");
+    let s = TestServer::start(options).await;
+    // The watcher's job follows the server's default.
+    s.drop_file("original", "kept.jpg", CAMERA);
+    let sidecar = s.bucket_file("resized", "resized/kept_metadata.json");
+    eventually(SECS_30, "the watcher's job's sidecar", || async { sidecar.is_file().then_some(()) }).await;
+    let thumb = std::fs::read(s.bucket_file("resized", "resized/kept_thumbnail.jpg")).expect("thumbnail");
+    assert!(contains(&thumb, b"Exif\0\0") && contains(&thumb, b"2021:07:04 12:30:59"), "the capture time is kept");
+    assert!(!contains(&thumb, b"ExampleCam") && !contains(&thumb, b"GPS"), "and nothing else");
+    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).expect("read")).expect("JSON");
+    assert_eq!(sidecar["metadata"]["kept"], serde_json::json!(["captureTime"]), "{sidecar}");
+
+    // A request may strip instead.
+    let stripped = serde_json::json!({ "sourceBucket": "original", "sourceKey": "kept.jpg",
+        "destinationBucket": "resized", "metadata": "strip", "sidecar": false });
+    let (status, body) = s.post_process("?wait=30", &stripped.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let thumb = std::fs::read(s.bucket_file("resized", "resized/kept_thumbnail.jpg")).expect("thumbnail");
+    assert!(!contains(&thumb, b"Exif\0\0") && !contains(&thumb, b"2021:07:04"), "stripped");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_server_default_on_the_watchers_jobs_write_the_sidecar_and_a_request_may_decline_it() {
     let mut options = test_options();
     options.sidecar = true;

@@ -30,8 +30,12 @@ fuzz_target!(|data: &[u8]| {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), renditions.len() + usize::from(sidecar), "two outputs share a key");
-    let job =
-        Job { sidecar, ..Job::new(request.source_bucket, request.source_key, request.destination_bucket, renditions) };
+    let metadata = request.metadata.unwrap_or_default().normalized();
+    let job = Job {
+        sidecar,
+        metadata,
+        ..Job::new(request.source_bucket, request.source_key, request.destination_bucket, renditions)
+    };
     let back = Job::from_json(&job.to_json()).expect("a job message reads back");
     assert_eq!(back, job);
 });

@@ -64,7 +64,8 @@ pub fn intake(
         orchestrator,
         blobs: aws.blob_store(),
         buckets: settings.intake.buckets().map_err(crate::startup_error)?,
-        sidecar: settings.intake.sidecar.by_default,
+        sidecar: settings.intake.job_defaults.sidecar,
+        metadata: settings.intake.job_defaults.metadata.clone(),
     })
 }
 

@@ -118,6 +118,7 @@ impl S3EventHandler {
             destination_bucket: self.destination_bucket.clone(),
             renditions: None,
             sidecar: None,
+            metadata: None,
         }))
     }
 }

@@ -10,6 +10,7 @@ use protocol::JobError;
 use protocol::intake::{Buckets, IntakeError};
 use protocol::keys::validate_key;
 use protocol::message::Job;
+use protocol::metadata::MetadataPolicy;
 use protocol::rendition::{self, Rendition};
 use serde::Deserialize;
 
@@ -35,6 +36,12 @@ pub struct ProcessRequest {
     /// another job than not asking.
     #[serde(default)]
     pub sidecar: Option<bool>,
+    /// Which source metadata the outputs carry: `"strip"` (none) or `{"keep": [...]}` with any
+    /// of `copyright`, `artist`, `captureTime`, `icc`. Location is never kept. When absent the
+    /// server's default applies (`IMGPIPE_METADATA`, `strip` unless set). Another policy makes
+    /// another job.
+    #[serde(default)]
+    pub metadata: Option<MetadataPolicy>,
 }
 
 impl ProcessRequest {
@@ -84,9 +91,16 @@ pub struct Intake {
     /// Whether a job whose request does not say writes the metadata sidecar
     /// (`IMGPIPE_SIDECAR`): every job of the folder watcher and of S3 notifications.
     pub sidecar: bool,
+    /// The metadata policy of a job whose request does not say (`IMGPIPE_METADATA`).
+    pub metadata: MetadataPolicy,
 }
 
 impl Intake {
+    /// The policy `request` asks for, else the default.
+    fn metadata_of(&self, request: &ProcessRequest) -> MetadataPolicy {
+        request.metadata.clone().unwrap_or_else(|| self.metadata.clone()).normalized()
+    }
+
     /// Validates `request` and starts its job.
     ///
     /// # Errors
@@ -96,6 +110,7 @@ impl Intake {
     /// orchestrator fails.
     pub async fn submit(&self, request: ProcessRequest) -> Result<Job, IntakeError> {
         let (renditions, sidecar) = request.validate(&self.buckets, self.sidecar)?;
+        let metadata = self.metadata_of(&request);
         let source = match self.blobs.head(&request.source_bucket, &request.source_key).await {
             Ok(meta) => meta,
             Err(BlobError::NotFound { bucket, key }) => return Err(IntakeError::SourceMissing { bucket, key }),
@@ -105,8 +120,8 @@ impl Intake {
         let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
         // One job per source version and spec: a second intake of the same upload is the same job.
         let job = match &source.version {
-            Some(version) => Job::for_source(bucket, key, version, destination, renditions, sidecar),
-            None => Job { sidecar, ..Job::new(bucket, key, destination, renditions) },
+            Some(version) => Job::for_source(bucket, key, version, destination, renditions, sidecar, metadata),
+            None => Job { sidecar, metadata, ..Job::new(bucket, key, destination, renditions) },
         };
         match self.start(job.clone()).await {
             Err(IntakeError::Conflict(_)) if source.version.is_some() => {
@@ -141,11 +156,12 @@ impl Intake {
     /// # Errors
     /// A retryable [`IntakeError`]: the refusal could not be recorded.
     pub async fn refuse(&self, request: ProcessRequest, why: IntakeError) -> Result<Taken, IntakeError> {
+        let metadata = self.metadata_of(&request);
         let renditions = request.renditions.unwrap_or_else(|| vec![Rendition::thumbnail()]);
         let sidecar = request.sidecar.unwrap_or(self.sidecar);
         // One record per refused input, however often it is announced.
         let (bucket, key, destination) = (request.source_bucket, request.source_key, request.destination_bucket);
-        let job = Job::for_source(bucket, key, "refused", destination, renditions, sidecar);
+        let job = Job::for_source(bucket, key, "refused", destination, renditions, sidecar, metadata);
         let error = JobError::permanent(why.code(), why.to_string());
         match self.orchestrator.refuse(job.clone(), error).await {
             Ok(()) => {

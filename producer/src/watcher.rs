@@ -210,6 +210,7 @@ impl FolderWatcher {
             destination_bucket: self.destination_bucket.clone(),
             renditions: Some(vec![Rendition::thumbnail()]),
             sidecar: None,
+            metadata: None,
         };
         let taken = match unreadable_name {
             // Not a key any store can carry: refused for what it is, not looked up.

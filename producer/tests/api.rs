@@ -19,6 +19,7 @@ use producer::limits::ApiLimits;
 use protocol::intake::Buckets;
 use protocol::job::{JobRecord, JobState};
 use protocol::message::Job;
+use protocol::metadata::MetadataPolicy;
 use tempfile::TempDir;
 use tokio::sync::broadcast;
 use tower::ServiceExt;
@@ -126,6 +127,7 @@ fn app_on(jobs: Jobs, configure: impl FnOnce(ApiState) -> ApiState) -> App {
         blobs: Arc::new(store),
         buckets: Buckets::new(&["original"], &["resized"]),
         sidecar: false,
+        metadata: MetadataPolicy::Strip,
     };
     App { router: router(configure(ApiState::new(intake, Vec::new()))), data, jobs }
 }
@@ -219,6 +221,50 @@ async fn the_sidecar_is_the_requests_choice_else_the_servers_and_names_another_j
     let request = Request::post("/process").body(Body::from(body.to_string())).expect("request");
     let (status, body) = call(&app.router, request).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("InvalidRequest")), "{body}");
+}
+
+/// `POST /process` for `key` with `"metadata": policy` (left out when `None`): the status and body.
+async fn with_metadata(app: &App, key: &str, policy: Option<serde_json::Value>) -> (StatusCode, serde_json::Value) {
+    let mut body = serde_json::json!({ "sourceBucket": "original", "sourceKey": key, "destinationBucket": "resized" });
+    if let Some(policy) = policy {
+        body["metadata"] = policy;
+    }
+    call(&app.router, Request::post("/process").body(Body::from(body.to_string())).expect("request")).await
+}
+
+#[tokio::test]
+async fn the_metadata_policy_is_the_requests_else_the_servers_and_names_another_job() {
+    let app = app();
+    std::fs::write(app.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let id = |(status, body): (StatusCode, serde_json::Value)| {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["jobId"].as_str().expect("a job id").to_owned()
+    };
+    let default = id(with_metadata(&app, "p.jpg", None).await);
+    assert_eq!(id(with_metadata(&app, "p.jpg", Some("strip".into())).await), default, "strip by default");
+    assert_eq!(id(with_metadata(&app, "p.jpg", Some(serde_json::json!({"keep": []}))).await), default);
+    let kept = id(with_metadata(&app, "p.jpg", Some(serde_json::json!({"keep": ["copyright", "icc"]}))).await);
+    assert_ne!(kept, default, "keeping metadata is another job");
+
+    // Location is never kept; anything but the two shapes is refused with a JSON reason.
+    for bad in [serde_json::json!({"keep": ["gps"]}), "all".into(), serde_json::json!({"keep": "copyright"})] {
+        let (status, body) = with_metadata(&app, "p.jpg", Some(bad.clone())).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidRequest")),
+            "{bad}"
+        );
+    }
+
+    // A server that keeps the copyright by default: a request that does not say keeps it.
+    let on = app_with(|mut state| {
+        state.intake.metadata = "keep:copyright".parse().expect("a policy");
+        state
+    });
+    std::fs::write(on.data.path().join("buckets/original/p.jpg"), b"x").expect("write source");
+    let asked = id(with_metadata(&on, "p.jpg", Some(serde_json::json!({"keep": ["copyright"]}))).await);
+    assert_eq!(id(with_metadata(&on, "p.jpg", None).await), asked);
+    assert_ne!(id(with_metadata(&on, "p.jpg", Some("strip".into())).await), asked);
 }
 
 #[tokio::test]
@@ -456,6 +502,12 @@ async fn the_openapi_description_is_open_and_agrees_with_the_code() {
     let sidecar = &request["properties"]["sidecar"];
     assert!(sidecar["description"].as_str().is_some_and(|d| d.contains("IMGPIPE_SIDECAR")), "{sidecar}");
     assert!(!request["required"].as_array().expect("required fields").contains(&"sidecar".into()), "{request}");
+    let metadata = &request["properties"]["metadata"];
+    assert!(metadata.to_string().contains("IMGPIPE_METADATA"), "{metadata}");
+    let policy = &schemas["MetadataPolicy"]["oneOf"];
+    assert_eq!((&policy[0]["enum"][0], &policy[1]["required"][0]), (&"strip".into(), &"keep".into()), "{policy}");
+    let kinds = &schemas["KeptMetadata"]["enum"];
+    assert_eq!(kinds, &serde_json::json!(["copyright", "artist", "captureTime", "icc"]), "only these can be kept");
     let width = &schemas["Rendition"]["properties"]["width"];
     assert_eq!(width["maximum"], protocol::rendition::MAX_DIMENSION, "{width}");
     assert_eq!(schemas["Rendition"]["additionalProperties"], false, "unknown rendition fields are refused");

@@ -12,6 +12,7 @@ use producer::watcher::FolderWatcher;
 use protocol::intake::Buckets;
 use protocol::job::JobRecord;
 use protocol::message::Job;
+use protocol::metadata::MetadataPolicy;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,7 @@ async fn a_newline_in_a_file_name_does_not_start_a_log_line() {
         blobs: Arc::new(store),
         buckets: Buckets::new(&["original"], &["resized"]),
         sidecar: false,
+        metadata: MetadataPolicy::Strip,
     };
     let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
     let mut watcher = FolderWatcher::new(&db, dir, "original", "resized", intake).expect("watcher");

@@ -13,6 +13,7 @@ use producer::watcher::FolderWatcher;
 use protocol::intake::Buckets;
 use protocol::job::JobRecord;
 use protocol::message::Job;
+use protocol::metadata::MetadataPolicy;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +71,7 @@ async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
         blobs: Arc::new(store),
         buckets: Buckets::new(&["original"], &["resized"]),
         sidecar: false,
+        metadata: MetadataPolicy::Strip,
     };
     let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
     let mut watcher = FolderWatcher::new(&db, dir.clone(), "original", "resized", intake).expect("watcher");

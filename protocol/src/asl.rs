@@ -91,6 +91,7 @@ pub fn definition(options: &AslOptions) -> Result<Value, String> {
                     "destinationBucket.$": "$.destinationBucket",
                     "renditions.$": "$.renditions",
                     "sidecar.$": "$.sidecar",
+                    "metadata.$": "$.metadata",
                     "attempt.$": "States.MathAdd($$.State.RetryCount, 1)",
                     "taskToken.$": "$$.Task.Token"
                 }
@@ -244,6 +245,7 @@ mod tests {
         let mut job = crate::message::Job::new("o", "k.jpg", "r", Vec::new());
         job.task_token = Some("token".into());
         job.sidecar = true;
+        job.metadata = "keep:copyright".parse().expect("a policy");
         let job = serde_json::to_value(&job).expect("json");
         let mut fields: Vec<&str> = job.as_object().expect("an object").keys().map(String::as_str).collect();
         sent.sort_unstable();
@@ -262,6 +264,7 @@ mod tests {
             assert!(input.get(path).is_some(), "the input has no {path}, so the execution would fail: {input}");
         }
         assert_eq!(input["sidecar"], false);
+        assert_eq!(input["metadata"], "strip");
         let back = crate::message::Job::from_json(&input.to_string()).expect("the input reads as the job");
         assert_eq!(back, job);
     }

@@ -66,6 +66,7 @@ impl DeadLetter {
             renditions: record.renditions.clone(),
             // A record does not say; the engine redrives the job it stored, which does.
             sidecar: false,
+            metadata: crate::metadata::MetadataPolicy::Strip,
             attempt: record.attempts,
             task_token: None,
         };

@@ -24,6 +24,7 @@ pub mod intake;
 pub mod job;
 pub mod keys;
 pub mod message;
+pub mod metadata;
 pub mod rendition;
 pub mod s3_event;
 pub mod sfn;

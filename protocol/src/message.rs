@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::JobError;
+use crate::metadata::{KeptMetadata, MetadataPolicy};
 use crate::rendition::Rendition;
 
 /// The namespace of ids made by [`Job::for_source`] (a fixed, random UUID).
@@ -51,6 +52,9 @@ pub struct Job {
     /// the renditions: one more PUT, so only when asked. Left out of messages when `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sidecar: bool,
+    /// Which source metadata the outputs carry. Left out of messages when `strip`, the default.
+    #[serde(default, skip_serializing_if = "MetadataPolicy::is_strip")]
+    pub metadata: MetadataPolicy,
     /// 1 for the first attempt, counting up on each retry.
     pub attempt: u32,
     /// The Step Functions task token, when a state machine waits for this job.
@@ -75,13 +79,14 @@ impl Job {
             destination_bucket: destination_bucket.into(),
             renditions,
             sidecar: false,
+            metadata: MetadataPolicy::Strip,
             attempt: 1,
             task_token: None,
         }
     }
 
     /// A first attempt whose id follows from what it does: the same source version,
-    /// destination, renditions and sidecar choice always give the same id, so two intakes of
+    /// destination, renditions, sidecar choice and metadata policy always give the same id, so two intakes of
     /// one upload (the bucket's notification or the folder watcher, and a `POST /process`)
     /// start one job, and a rewritten source starts a new one.
     pub fn for_source(
@@ -91,9 +96,11 @@ impl Job {
         destination_bucket: impl Into<String>,
         renditions: Vec<Rendition>,
         sidecar: bool,
+        metadata: MetadataPolicy,
     ) -> Self {
         let mut job = Self::new(source_bucket, source_key, destination_bucket, renditions);
         job.sidecar = sidecar;
+        job.metadata = metadata.normalized();
         let mut what = vec![
             job.source_bucket.as_str().into(),
             job.source_key.as_str().into(),
@@ -105,6 +112,9 @@ impl Job {
         // the choice existed.
         if sidecar {
             what.push(serde_json::json!({ "sidecar": true }));
+        }
+        if !job.metadata.is_strip() {
+            what.push(serde_json::json!({ "metadata": job.metadata }));
         }
         let what = serde_json::Value::Array(what).to_string();
         job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.as_bytes()).to_string();
@@ -119,6 +129,7 @@ impl Job {
         let mut job =
             Self::new(&failed.source_bucket, &failed.source_key, &failed.destination_bucket, failed.renditions.clone());
         job.sidecar = failed.sidecar;
+        job.metadata = failed.metadata.clone();
         let what = format!("redrive of {}", failed.job_id);
         job.job_id = uuid::Uuid::new_v5(&JOB_ID_NAMESPACE, what.as_bytes()).to_string();
         job
@@ -280,6 +291,11 @@ pub struct SourceMetadata {
     /// of the camera, with the Exif offset appended when the file records one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<String>,
+    /// What of the source's metadata the outputs carry, by the job's metadata policy: kept
+    /// kinds the source had (`copyright`, `artist`, `captureTime`, `icc`). Absent when
+    /// nothing was kept. AVIF outputs carry no Exif and no profile (their pixels are sRGB).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptMetadata>,
 }
 
 impl SourceMetadata {
@@ -317,13 +333,31 @@ mod tests {
 
     #[test]
     fn the_sidecar_choice_names_another_job_and_keeps_the_old_ids() {
-        let id = |sidecar| Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], sidecar).job_id;
+        let id = |sidecar| {
+            Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], sidecar, MetadataPolicy::Strip)
+                .job_id
+        };
         assert_ne!(id(false), id(true), "asking for the sidecar is another job");
         // The id this job had before the choice existed: a second intake of an upload made
         // before the upgrade names the same job.
         assert_eq!(id(false), "7a0a293c-b685-5726-95b7-d8498d8c2f95");
-        let asked = Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], true);
+        let asked = Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], true, MetadataPolicy::Strip);
         assert!(asked.sidecar && Job::redrive_of(&asked).sidecar, "a redrive keeps the choice");
+    }
+
+    #[test]
+    fn the_metadata_policy_names_another_job_and_strip_keeps_the_old_ids() {
+        let job = |metadata| Job::for_source("o", "k.jpg", "v1", "r", vec![Rendition::thumbnail()], false, metadata);
+        let strip = job(MetadataPolicy::Strip);
+        assert_eq!(strip.job_id, "7a0a293c-b685-5726-95b7-d8498d8c2f95", "the id from before the policy existed");
+        assert!(!strip.to_json().contains("metadata"), "{}", strip.to_json());
+        let keep: MetadataPolicy = "keep:copyright".parse().expect("policy");
+        let kept = job(keep.clone());
+        assert_ne!(kept.job_id, strip.job_id, "keeping metadata is another job");
+        assert_eq!(job("keep:".parse().expect("policy")).job_id, strip.job_id, "keep nothing is strip");
+        assert!(kept.to_json().contains(r#""metadata":{"keep":["copyright"]}"#), "{}", kept.to_json());
+        assert_eq!(Job::from_json(&kept.to_json()).expect("reads back").metadata, keep);
+        assert_eq!(Job::redrive_of(&kept).metadata, keep, "a redrive keeps the policy");
     }
 
     #[test]

@@ -23,10 +23,11 @@ pub const DEAD_LETTER_SOURCE: &str = "stepFunctions";
 
 /// The StartExecution input: the job as its message reads, with every field the
 /// `ProcessImage` state passes on by path written out, even where the message leaves it out
-/// (`sidecar` when `false`): a path to a field the input lacks fails the execution.
+/// (`sidecar` when `false`, `metadata` when `strip`): a path to a field the input lacks fails the execution.
 pub fn execution_input(job: &Job) -> String {
     let mut input = serde_json::to_value(job).unwrap_or_default();
     input["sidecar"] = json!(job.sidecar);
+    input["metadata"] = json!(job.metadata);
     input.to_string()
 }
 

@@ -55,7 +55,7 @@ enum Command {
     /// List recent jobs, or show one with its history.
     Jobs(jobs::JobsArgs),
     /// Create the buckets and queues a deployment needs (local, or S3 and SQS).
-    Setup(setup::SetupArgs),
+    Setup(Box<setup::SetupArgs>),
     /// Print the Step Functions definition of the workflow (Amazon States Language).
     Asl(AslArgs),
     /// Exit 0 while a running `serve` or `worker` keeps its heartbeat file fresh (container health checks).
@@ -201,7 +201,8 @@ fn serve_options(args: &ServeArgs) -> anyhow::Result<ServeOptions> {
         watch_bucket: (!args.no_watch).then(|| args.intake.source_bucket.clone()),
         s3_events_queue: None,
         destination_bucket: args.intake.destination_bucket.clone(),
-        sidecar: args.intake.sidecar.by_default,
+        sidecar: args.intake.job_defaults.sidecar,
+        metadata: args.intake.job_defaults.metadata.clone(),
         engine: args.workflow.policy(),
         worker: WorkerSettings::read(&args.worker)?,
         keys: api_keys(args)?,
@@ -301,7 +302,7 @@ async fn run(
             let definition = protocol::asl::definition(&options).map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&definition)?);
         }
-        Command::Setup(args) => return setup::run(data, backends, args).await,
+        Command::Setup(args) => return setup::run(data, backends, *args).await,
         Command::Submit(args) => return submit::run(&open(data, backends).await?, args).await,
         Command::Jobs(args) => return jobs::run(&open(data, backends).await?, args).await,
         Command::Dlq { command } => return dlq::run(&open(data, backends).await?, command).await,

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use protocol::metadata::MetadataPolicy;
 use protocol::rendition::{Fit, Format, Rendition};
-use worker::image::{Limits, render};
+use worker::image::{Limits, MemoryBudget, render_within};
 
 use super::progress::{Progress, ProgressMode, summary};
 
@@ -76,6 +77,11 @@ pub struct ProcessArgs {
     /// Also write `<stem>_metadata.json` with the source's metadata.
     #[arg(long)]
     pub metadata: bool,
+    /// Source metadata the outputs keep, comma-separated: any of `copyright`, `artist`,
+    /// `captureTime`, `icc` (default: none; a colour profile is converted away, the pixels
+    /// written as sRGB). Location is never kept.
+    #[arg(long, value_name = "LIST", value_parser = parse_keep)]
+    pub keep: Option<MetadataPolicy>,
     /// Print nothing for files that succeed, and no progress.
     #[arg(long, short)]
     pub quiet: bool,
@@ -114,6 +120,10 @@ impl ProcessArgs {
     }
 }
 
+fn parse_keep(list: &str) -> Result<MetadataPolicy, String> {
+    format!("keep:{list}").parse()
+}
+
 fn stem(path: &Path) -> String {
     path.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
 }
@@ -121,7 +131,8 @@ fn stem(path: &Path) -> String {
 /// Processes one file; errors carry the reason, the caller adds the path.
 fn process_one(input: &Path, args: &ProcessArgs, r: &Rendition, limits: &Limits) -> anyhow::Result<()> {
     let bytes = std::fs::read(input).context("cannot read the file")?;
-    let rendered = render(&bytes, std::slice::from_ref(r), limits)?;
+    let policy = args.keep.clone().unwrap_or_default();
+    let rendered = render_within(&bytes, std::slice::from_ref(r), &policy, limits, &MemoryBudget::unlimited())?;
     let stem = stem(input);
     for out in &rendered.outputs {
         let path = args.out.join(format!("{stem}_{}.{}", out.rendition, r.format.extension()));

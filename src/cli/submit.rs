@@ -17,7 +17,7 @@ use protocol::time::parse_duration;
 
 use super::progress::{Progress, ProgressMode, summary};
 use wiring::Deployment;
-use wiring::settings::SidecarArgs;
+use wiring::settings::JobDefaults;
 
 /// Arguments of `imgpipe submit`.
 #[derive(clap::Args, Debug)]
@@ -44,9 +44,9 @@ pub struct SubmitArgs {
     /// How progress is shown on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
-    /// Whether each job writes the metadata sidecar.
+    /// Whether each job writes the metadata sidecar, and which metadata its outputs keep.
     #[command(flatten)]
-    sidecar: SidecarArgs,
+    job_defaults: JobDefaults,
 }
 
 /// Every file `inputs` name, each with its key below the prefix: a file by its name, a folder's
@@ -113,7 +113,8 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
         orchestrator: std::sync::Arc::clone(&stack.orchestrator),
         blobs: stack.blobs(),
         buckets: Buckets::new(&[&args.bucket], &[&args.destination]),
-        sidecar: args.sidecar.by_default,
+        sidecar: args.job_defaults.sidecar,
+        metadata: args.job_defaults.metadata.clone(),
     };
     let files = expand(&args.files)?;
     let mut failed = false;
@@ -130,6 +131,7 @@ pub(crate) async fn run(stack: &Deployment, args: SubmitArgs) -> anyhow::Result<
             destination_bucket: args.destination.clone(),
             renditions: None,
             sidecar: None,
+            metadata: None,
         };
         // Recorded before the job starts, so a running watcher never makes a second job for the file.
         let path = stack.local_blobs().map(|local| local.bucket_dir(&args.bucket).join(&key));

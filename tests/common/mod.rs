@@ -12,6 +12,7 @@ use std::time::Duration;
 use imgpipe::serve::{ServeOptions, Server};
 use protocol::intake::Buckets;
 use protocol::job::JobRecord;
+use protocol::metadata::MetadataPolicy;
 use protocol::workflow::Policy;
 use protocol::workflow::{Jitter, RetryPolicy};
 use tempfile::TempDir;
@@ -40,6 +41,7 @@ pub fn test_options() -> ServeOptions {
         s3_events_queue: None,
         destination_bucket: "resized".into(),
         sidecar: false,
+        metadata: MetadataPolicy::Strip,
         engine: Policy {
             retry: RetryPolicy {
                 max_attempts: 4,

@@ -221,10 +221,10 @@ mod tests {
         let advice = retired.intake.buckets().expect_err("refused").to_string();
         assert!(advice.contains("IMGPIPE_READ_BUCKETS") && advice.contains("IMGPIPE_WRITE_BUCKETS"), "{advice}");
         assert!(read::<ProducerFunction>(env(&[("IMGPIPE_STATE_MACHINE_ARN", "")])).is_err(), "empty is missing");
-        assert!(!api.intake.sidecar.by_default, "no sidecar unless asked");
+        assert!(!api.intake.job_defaults.sidecar, "no sidecar unless asked");
         let sidecar =
             read::<ProducerFunction>(env(&[("IMGPIPE_STATE_MACHINE_ARN", "arn:sm"), ("IMGPIPE_SIDECAR", "true")]));
-        assert!(sidecar.expect("a boolean").intake.sidecar.by_default);
+        assert!(sidecar.expect("a boolean").intake.job_defaults.sidecar);
 
         // The engine: a table and its three queues, each named when missing.
         let mut engine = vec![

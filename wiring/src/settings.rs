@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use protocol::intake::Buckets;
+use protocol::metadata::MetadataPolicy;
 use protocol::workflow::{Jitter, Policy, RetryPolicy};
 use worker::RunnerConfig;
 use worker::image::{Limits, MemoryBudget};
@@ -376,16 +377,16 @@ pub struct IntakeArgs {
     /// Where renditions of uploaded images go.
     #[arg(long, env = "IMGPIPE_DESTINATION_BUCKET", default_value = "resized")]
     pub destination_bucket: String,
-    /// Whether jobs write the metadata sidecar.
+    /// What a job gets when its request does not say: the sidecar, the metadata policy.
     #[command(flatten)]
-    pub sidecar: SidecarArgs,
+    pub job_defaults: JobDefaults,
 }
 
-/// Whether a job writes the metadata sidecar when its request does not say: a group of its
-/// own, so `imgpipe submit` reads the same setting as the intakes of `serve` and the Lambda
-/// functions.
-#[derive(clap::Args, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SidecarArgs {
+/// What a job gets when its request does not say (whether it writes the metadata sidecar,
+/// which source metadata its outputs keep): a group of its own, so `imgpipe submit` reads the
+/// same settings as the intakes of `serve` and the Lambda functions.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDefaults {
     /// Jobs also write `resized/<stem>_metadata.json` (the source's metadata, camera facts
     /// included, its version and the outputs) unless their request says otherwise (`"sidecar"`
     /// in `POST /process`); the jobs of the folder watcher, of S3 notifications and of `imgpipe
@@ -394,7 +395,13 @@ pub struct SidecarArgs {
     #[arg(long = "sidecar", id = "sidecar", env = "IMGPIPE_SIDECAR", value_name = "BOOL",
           action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_value_t = false,
           default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
-    pub by_default: bool,
+    pub sidecar: bool,
+    /// Which source metadata the outputs carry unless the request says (`"metadata"` in `POST
+    /// /process`): `strip` (none; a colour profile is converted away, the pixels written as
+    /// sRGB) or `keep:` with any of `copyright`, `artist`, `captureTime`, `icc`, comma-separated.
+    /// Location, maker notes and serial numbers are never kept.
+    #[arg(long = "metadata", env = "IMGPIPE_METADATA", value_name = "POLICY", default_value = "strip")]
+    pub metadata: MetadataPolicy,
 }
 
 impl IntakeArgs {
@@ -544,7 +551,7 @@ mod tests {
         }
         let sidecar = |args: &[&str]| {
             let args = std::iter::once("imgpipe").chain(args.iter().copied());
-            IntakeOnly::try_parse_from(args).map(|i| i.intake.sidecar.by_default)
+            IntakeOnly::try_parse_from(args).map(|i| i.intake.job_defaults.sidecar)
         };
         assert!(!sidecar(&[]).expect("no flags needed"));
         assert!(sidecar(&["--sidecar"]).expect("the flag alone"));
@@ -554,10 +561,31 @@ mod tests {
         // The Lambda functions read it as every setting: `--sidecar=<the variable's value>`.
         let read = |value: &str| {
             crate::functions::read::<IntakeOnly>(|name| (name == "IMGPIPE_SIDECAR").then(|| value.to_owned()))
-                .map(|i| i.intake.sidecar.by_default)
+                .map(|i| i.intake.job_defaults.sidecar)
         };
         assert!(read("true").expect("true"));
         assert!(!read("0").expect("0"));
+    }
+
+    #[test]
+    fn the_metadata_policy_is_strip_unless_set() {
+        #[derive(Parser, Debug)]
+        struct IntakeOnly {
+            #[command(flatten)]
+            intake: IntakeArgs,
+        }
+        let policy = |args: &[&str]| {
+            let args = std::iter::once("imgpipe").chain(args.iter().copied());
+            IntakeOnly::try_parse_from(args).map(|i| i.intake.job_defaults.metadata)
+        };
+        assert_eq!(policy(&[]).expect("no flags needed"), MetadataPolicy::Strip);
+        let kept = policy(&["--metadata", "keep:copyright,icc"]).expect("a list");
+        assert_eq!(kept.to_string(), "keep:copyright,icc");
+        let err = policy(&["--metadata", "keep:gps"]).expect_err("location is never kept").to_string();
+        assert!(err.contains("\"gps\" cannot be kept"), "{err}");
+        let read =
+            crate::functions::read::<IntakeOnly>(|name| (name == "IMGPIPE_METADATA").then(|| "keep:artist".to_owned()));
+        assert_eq!(read.expect("the variable").intake.job_defaults.metadata.to_string(), "keep:artist");
     }
 
     #[test]

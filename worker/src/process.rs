@@ -73,11 +73,12 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     // The version read comes with the bytes read (one S3 response, one open file).
     same_version(job, source.meta.version.as_deref())?;
     let version = source.meta.version.clone();
-    let (renditions, limits, budget) = (job.renditions.clone(), deps.limits, deps.budget.clone());
+    let (renditions, policy, limits, budget) =
+        (job.renditions.clone(), job.metadata.clone(), deps.limits, deps.budget.clone());
     let rendered = {
         // Never closed, so acquiring cannot fail; held until the render returns.
         let _slot = deps.renders.0.acquire().await;
-        tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &limits, &budget))
+        tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &policy, &limits, &budget))
             .await
             .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??
     };

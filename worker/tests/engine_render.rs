@@ -224,7 +224,8 @@ fn other_formats_decode_with_the_right_content() {
 }
 
 #[test]
-fn icc_profiles_are_embedded_in_every_output_format() {
+fn kept_icc_profiles_are_embedded_in_every_output_format() {
+    let keep_icc: protocol::metadata::MetadataPolicy = "keep:icc".parse().expect("a policy");
     let icc = fixture("srgb.icc");
     for file in ["icc.jpg", "icc.png"] {
         let input = fixture(file);
@@ -233,7 +234,9 @@ fn icc_profiles_are_embedded_in_every_output_format() {
             rendition("p", Some(32), None, Fit::Inside, Format::Png),
             rendition("w", Some(32), None, Fit::Inside, Format::Webp),
         ];
-        let rendered = render(&input, &renditions, &Limits::default()).expect("renders");
+        let budget = worker::image::MemoryBudget::unlimited();
+        let rendered =
+            worker::image::render_within(&input, &renditions, &keep_icc, &Limits::default(), &budget).expect("renders");
         assert!(rendered.metadata.has_icc, "{file}");
         let jpeg = &rendered.outputs[0].bytes;
         let sig = jpeg.windows(12).position(|w| w == b"ICC_PROFILE\0").expect("APP2 ICC written");

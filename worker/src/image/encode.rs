@@ -1,6 +1,6 @@
 //! Output encoders: JPEG (libjpeg-turbo, 4:2:0), PNG, lossy WebP (libwebp), AVIF (rav1e).
-//! Only the ICC profile travels from the source (not into AVIF, whose encoder cannot carry
-//! one: its pixels are written as sRGB); Exif, XMP and GPS are never written.
+//! What metadata they carry is decided by [`super::keep`]: at most an ICC profile and a fresh
+//! Exif block of kept fields (AVIF carries neither: its encoder cannot).
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
@@ -16,20 +16,21 @@ fn matching_icc<'a>(icc: Option<&'a [u8]>, px: &Pixels) -> Option<&'a [u8]> {
     icc.filter(|p| icc_color_space(p) == Some(want))
 }
 
-/// Encodes upright pixels for `r`, flattening alpha on white for JPEG.
+/// Encodes upright pixels for `r`, flattening alpha on white for JPEG, with the ICC profile
+/// (when it matches the pixels' colour model) and the Exif block given.
 ///
 /// # Errors
 /// [`ImageError::Encode`] on encoder failure.
-pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
+pub fn encode(px: Pixels, r: &Rendition, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     match r.format {
         Format::Jpeg => {
             let px = px.flatten_on_white();
-            jpeg::encode(&px, r.quality, matching_icc(icc, &px))
+            jpeg::encode(&px, r.quality, matching_icc(icc, &px), exif)
         }
-        Format::Png => encode_png(&px, matching_icc(icc, &px)),
+        Format::Png => encode_png(&px, matching_icc(icc, &px), exif),
         Format::Webp => {
             let px = px.to_color();
-            encode_webp(&px, r.quality, matching_icc(icc, &px))
+            encode_webp(&px, r.quality, matching_icc(icc, &px), exif)
         }
         Format::Avif => encode_avif(&px.to_color(), r.quality),
     }
@@ -54,7 +55,7 @@ fn encode_avif(px: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {
     encoded.map(|e| e.avif_file).map_err(|e| ImageError::Encode(format!("AVIF: {e}")))
 }
 
-fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
+fn encode_png(px: &Pixels, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let color = match px.channels {
         1 => ExtendedColorType::L8,
         2 => ExtendedColorType::La8,
@@ -67,11 +68,15 @@ fn encode_png(px: &Pixels, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
         // An encoder that cannot embed a profile still writes a valid image.
         let _ = enc.set_icc_profile(icc.to_vec());
     }
+    if let Some(exif) = exif {
+        // An `eXIf` chunk, as the PNG 1.5 extensions define it.
+        let _ = enc.set_exif_metadata(exif.to_vec());
+    }
     enc.write_image(&px.data, px.width, px.height, color).map_err(|e| ImageError::Encode(format!("PNG: {e}")))?;
     Ok(out)
 }
 
-fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
+fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let enc = match px.channels {
         3 => webp::Encoder::from_rgb(&px.data, px.width, px.height),
         _ => webp::Encoder::from_rgba(&px.data, px.width, px.height),
@@ -80,33 +85,52 @@ fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, 
     config.quality = f32::from(quality.clamp(1, 100));
     config.method = 4;
     let mem = enc.encode_advanced(&config).map_err(|e| ImageError::Encode(format!("WebP: {e:?}")))?;
-    Ok(match icc {
-        Some(icc) => webp_with_icc(&mem, icc, px.width, px.height, px.has_alpha()),
-        None => mem.to_vec(),
+    Ok(if icc.is_none() && exif.is_none() {
+        mem.to_vec()
+    } else {
+        webp_with_metadata(&mem, icc, exif, px.width, px.height, px.has_alpha())
     })
 }
 
-/// Rewrites a WebP file into the extended layout with an `ICCP` chunk.
-fn webp_with_icc(webp: &[u8], icc: &[u8], width: u32, height: u32, alpha: bool) -> Vec<u8> {
+/// Rewrites a WebP file into the extended layout with an `ICCP` chunk before the image data
+/// and an `EXIF` chunk after it, as the container specification orders them.
+fn webp_with_metadata(
+    webp: &[u8],
+    icc: Option<&[u8]>,
+    exif: Option<&[u8]>,
+    width: u32,
+    height: u32,
+    alpha: bool,
+) -> Vec<u8> {
     let Some(body) = webp.get(12..) else { return webp.to_vec() };
     let (mut flags, rest) = match body.get(..4) {
         Some(b"VP8X") if body.len() >= 18 => (body[8], &body[18..]),
         _ => (0u8, body),
     };
-    flags |= 0x20 | if alpha { 0x10 } else { 0 };
-    let mut out = Vec::with_capacity(webp.len() + icc.len() + 40);
+    flags |= if icc.is_some() { 0x20 } else { 0 } | if exif.is_some() { 0x08 } else { 0 };
+    flags |= if alpha { 0x10 } else { 0 };
+    let extra = icc.map_or(0, <[u8]>::len) + exif.map_or(0, <[u8]>::len);
+    let mut out = Vec::with_capacity(webp.len() + extra + 40);
     out.extend_from_slice(b"RIFF\0\0\0\0WEBPVP8X");
     out.extend_from_slice(&10u32.to_le_bytes());
     out.extend_from_slice(&[flags, 0, 0, 0]);
     out.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
     out.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
-    out.extend_from_slice(b"ICCP");
-    out.extend_from_slice(&(icc.len() as u32).to_le_bytes());
-    out.extend_from_slice(icc);
-    if icc.len() % 2 == 1 {
-        out.push(0);
+    let chunk = |out: &mut Vec<u8>, name: &[u8], data: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+    };
+    if let Some(icc) = icc {
+        chunk(&mut out, b"ICCP", icc);
     }
     out.extend_from_slice(rest);
+    if let Some(exif) = exif {
+        chunk(&mut out, b"EXIF", exif);
+    }
     let riff_size = (out.len() - 8) as u32;
     out[4..8].copy_from_slice(&riff_size.to_le_bytes());
     out

@@ -201,7 +201,7 @@ pub fn decode(bytes: &[u8], header: &DecompressHeader, shrink: u32, adobe: bool)
 ///
 /// # Errors
 /// [`ImageError::Encode`] if libjpeg-turbo fails.
-pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
+pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let enc_err = |e: turbojpeg::Error| ImageError::Encode(format!("JPEG: {e}"));
     let (format, subsamp) = match px.channels {
         1 => (PixelFormat::GRAY, Subsamp::Gray),
@@ -220,22 +220,33 @@ pub fn encode(px: &Pixels, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, I
         format,
     };
     let jpeg = c.compress_to_vec(image).map_err(enc_err)?;
-    Ok(match icc {
-        // More than 255 chunks cannot be numbered; such a profile (> 16 MB) is dropped.
-        Some(icc) if !icc.is_empty() && icc.len() <= 255 * ICC_CHUNK_MAX => embed_icc(&jpeg, icc),
-        _ => jpeg,
-    })
+    // More than 255 chunks cannot be numbered; such a profile (> 16 MB) is dropped.
+    let icc = icc.filter(|icc| !icc.is_empty() && icc.len() <= 255 * ICC_CHUNK_MAX);
+    // One APP1 segment holds at most 65 533 bytes after its length.
+    let exif = exif.filter(|exif| EXIF_SIG.len() + exif.len() <= 65_533);
+    Ok(if icc.is_none() && exif.is_none() { jpeg } else { embed_metadata(&jpeg, icc, exif) })
 }
 
-/// Inserts APP2 `ICC_PROFILE` segments after SOI and any JFIF APP0.
-fn embed_icc(jpeg: &[u8], icc: &[u8]) -> Vec<u8> {
+/// The APP1 signature before a TIFF-structured Exif block.
+const EXIF_SIG: &[u8] = b"Exif\0\0";
+
+/// Inserts an APP1 `Exif` segment and APP2 `ICC_PROFILE` segments after SOI and any JFIF APP0.
+fn embed_metadata(jpeg: &[u8], icc: Option<&[u8]>, exif: Option<&[u8]>) -> Vec<u8> {
     let mut at = 2;
     if jpeg.get(2..4) == Some(&[0xFF, 0xE0]) {
         at = 4 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
     }
+    let icc = icc.unwrap_or_default();
     let chunks: Vec<&[u8]> = icc.chunks(ICC_CHUNK_MAX).collect();
-    let mut out = Vec::with_capacity(jpeg.len() + icc.len() + 18 * chunks.len());
+    let exif_len = exif.map_or(0, |e| 4 + EXIF_SIG.len() + e.len());
+    let mut out = Vec::with_capacity(jpeg.len() + exif_len + icc.len() + 18 * chunks.len());
     out.extend_from_slice(&jpeg[..at]);
+    if let Some(exif) = exif {
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((2 + EXIF_SIG.len() + exif.len()) as u16).to_be_bytes());
+        out.extend_from_slice(EXIF_SIG);
+        out.extend_from_slice(exif);
+    }
     for (i, chunk) in chunks.iter().enumerate() {
         let len = 2 + ICC_SIG.len() + 2 + chunk.len();
         out.extend_from_slice(&[0xFF, 0xE2]);
@@ -256,12 +267,14 @@ mod tests {
     fn icc_round_trips_through_markers() {
         let px = Pixels { data: vec![200; 16 * 16 * 3], width: 16, height: 16, channels: 3 };
         let icc: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
-        let jpeg = encode(&px, 80, Some(&icc)).expect("test input is valid");
+        let exif = b"MM\0*\0\0\0\x08\0\0\0\0\0\0";
+        let jpeg = encode(&px, 80, Some(&icc), Some(exif)).expect("test input is valid");
         let m = scan_markers(&jpeg);
         assert_eq!(m.icc.as_deref(), Some(icc.as_slice()));
+        assert_eq!(m.exif, Some(&exif[..]), "the Exif block in its APP1");
         let huge = vec![7u8; MAX_ICC_BYTES + 1];
-        let plain = encode(&px, 80, None).expect("test input is valid");
-        let with_huge = embed_icc(&plain, &huge);
+        let plain = encode(&px, 80, None, None).expect("test input is valid");
+        let with_huge = embed_metadata(&plain, Some(&huge), None);
         let m = scan_markers(&with_huge);
         assert!(m.icc.is_none() && m.icc_oversized, "left unassembled");
         assert!(m.exif.is_none() && m.xmp.is_none());

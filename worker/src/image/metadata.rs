@@ -17,14 +17,26 @@ pub struct ExifSummary {
     pub capture_time: Option<String>,
     /// A GPS IFD is present.
     pub has_gps: bool,
+    /// Exif `Copyright` (the photographer's part), kept only when a job asks.
+    pub copyright: Option<String>,
+    /// Exif `Artist`, kept only when a job asks.
+    pub artist: Option<String>,
 }
 
+/// The longest credit (`Copyright`, `Artist`) read, in characters.
+const MAX_CREDIT_CHARS: usize = 1000;
+
 fn ascii(exif: &exif::Exif, tag: Tag) -> Option<String> {
+    text(exif, tag, 128)
+}
+
+/// The first string of an ASCII field, trimmed, at most `max_chars` long.
+fn text(exif: &exif::Exif, tag: Tag, max_chars: usize) -> Option<String> {
     let field = exif.get_field(tag, In::PRIMARY)?;
     let Value::Ascii(parts) = &field.value else { return None };
     let text = String::from_utf8_lossy(parts.first()?);
     let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    (!text.is_empty()).then(|| text.chars().take(128).collect())
+    (!text.is_empty()).then(|| text.chars().take(max_chars).collect())
 }
 
 /// `2024:01:02 03:04:05` → `2024-01-02T03:04:05`; anything else is dropped.
@@ -87,7 +99,15 @@ pub fn parse_exif(raw: &[u8]) -> ExifSummary {
     });
     let has_gps = exif.fields().any(|f| f.tag.context() == exif::Context::Gps)
         || exif.get_field(Tag::GPSInfoIFDPointer, In::PRIMARY).is_some();
-    ExifSummary { orientation, make: ascii(&exif, Tag::Make), model: ascii(&exif, Tag::Model), capture_time, has_gps }
+    ExifSummary {
+        orientation,
+        make: ascii(&exif, Tag::Make),
+        model: ascii(&exif, Tag::Model),
+        capture_time,
+        has_gps,
+        copyright: text(&exif, Tag::Copyright, MAX_CREDIT_CHARS),
+        artist: text(&exif, Tag::Artist, MAX_CREDIT_CHARS),
+    }
 }
 
 /// Whether an XMP packet records a position.

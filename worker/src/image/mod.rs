@@ -7,7 +7,8 @@
 //! - [`geometry`]: fit modes, crops, orientation mapping, DCT shrink choice.
 //! - `webp_native`: still WebP through libwebp with scaled decoding.
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
-//! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing.
+//! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing; `keep`: what of it the
+//!   outputs carry, by the job's metadata policy.
 //! - [`budget`]: the memory budget renders share, and each render's peak estimate.
 
 pub mod budget;
@@ -18,6 +19,7 @@ mod encode;
 mod error;
 pub mod geometry;
 mod jpeg;
+mod keep;
 pub mod metadata;
 pub mod pixels;
 mod resize;
@@ -28,6 +30,7 @@ use std::time::Instant;
 
 use pipeline_core::telemetry;
 use protocol::Rendition;
+use protocol::metadata::MetadataPolicy;
 use protocol::rendition::{Format, MAX_AVIF_OUTPUT_PIXELS, MAX_JOB_OUTPUT_PIXELS, MAX_OUTPUT_PIXELS, MAX_RENDITIONS};
 
 pub use budget::MemoryBudget;
@@ -177,6 +180,7 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
         camera_make: exif.make,
         camera_model: exif.model,
         capture_time: exif.capture_time,
+        kept: Vec::new(),
     }
 }
 
@@ -189,10 +193,11 @@ fn metadata_of(p: &decode::Probe) -> SourceMetadata {
 /// An [`ImageError`], all of them permanent: not an image, unsupported, corrupt, over the
 /// limits, or an encoder failure.
 pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result<Rendered, ImageError> {
-    render_within(input, renditions, limits, &MemoryBudget::unlimited())
+    render_within(input, renditions, &MetadataPolicy::Strip, limits, &MemoryBudget::unlimited())
 }
 
-/// [`render`] within a memory budget shared with other renders: once the header is read and
+/// [`render`] with a metadata policy, within a memory budget shared with other renders: once
+/// the header is read and
 /// the renditions planned, and before any pixel buffer is allocated, the render reserves its
 /// [`budget::peak_estimate`], waiting for room, and holds it until it returns.
 ///
@@ -202,6 +207,7 @@ pub fn render(input: &[u8], renditions: &[Rendition], limits: &Limits) -> Result
 pub fn render_within(
     input: &[u8],
     renditions: &[Rendition],
+    metadata: &MetadataPolicy,
     limits: &Limits,
     budget: &MemoryBudget,
 ) -> Result<Rendered, ImageError> {
@@ -235,6 +241,7 @@ pub fn render_within(
     })?;
     telemetry::stage("decode", decoding.elapsed().as_secs_f64());
     let probe = &decoded.probe;
+    let carried = keep::Carried::new(probe, metadata);
     let mut resizer = fast_image_resize::Resizer::new();
     let mut outputs = Vec::with_capacity(renditions.len());
     for (r, plan) in renditions.iter().zip(&decoded.plans) {
@@ -245,12 +252,14 @@ pub fn render_within(
             telemetry::stage("resize", resizing.elapsed().as_secs_f64());
             let (width, height) = (px.width, px.height);
             let encoding = Instant::now();
-            let bytes = encode::encode(px, r, probe.icc.as_deref())?;
+            let (px, icc) = carried.prepare(px, r.format);
+            let bytes = encode::encode(px, r, icc, carried.exif.as_deref())?;
             telemetry::stage("encode", encoding.elapsed().as_secs_f64());
             Ok(Encoded { rendition: r.name.clone(), bytes, content_type: r.format.content_type(), width, height })
         })?;
         outputs.push(out);
     }
     let reserved = reserved.map_or(0, |r| r.bytes());
-    Ok(Rendered { outputs, metadata: metadata_of(probe), reserved })
+    let metadata = SourceMetadata { kept: carried.kept, ..metadata_of(probe) };
+    Ok(Rendered { outputs, metadata, reserved })
 }
