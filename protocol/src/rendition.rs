@@ -96,6 +96,11 @@ pub struct Rendition {
     /// Allow scaling up when the source is smaller than the box.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub enlarge: bool,
+    /// Keep every frame of an animated GIF or WebP source (an animated WebP output, with the
+    /// source's frame delays and loop count); otherwise, and for still sources, the output is
+    /// the first frame. Only with `format: webp`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub animated: bool,
 }
 
 fn default_quality() -> u8 {
@@ -113,6 +118,7 @@ impl Rendition {
             format: Format::Jpeg,
             quality: 80,
             enlarge: false,
+            animated: false,
         }
     }
 
@@ -145,6 +151,13 @@ impl Rendition {
         }
         if !(1..=100).contains(&self.quality) {
             return Err(format!("rendition {:?}: quality must be between 1 and 100", self.name));
+        }
+        if self.animated && self.format != Format::Webp {
+            return Err(format!(
+                "rendition {:?}: animated needs format webp (the only animated output), not {}",
+                self.name,
+                format!("{:?}", self.format).to_lowercase()
+            ));
         }
         if let Some(worst) = self.enlarged_box_pixels() {
             let cap = if self.format == Format::Avif { MAX_AVIF_OUTPUT_PIXELS } else { MAX_OUTPUT_PIXELS };
@@ -372,6 +385,24 @@ mod tests {
             (0..=MAX_RENDITIONS).map(|i| Rendition { name: format!("r{i}"), ..boxed.clone() }).collect();
         assert!(validate_list(&many[..MAX_RENDITIONS]).is_ok());
         assert!(validate_list(&many).is_err());
+    }
+
+    #[test]
+    fn only_webp_renditions_may_be_animated() {
+        let webp = Rendition { animated: true, ..named("anim", Format::Webp) };
+        assert_eq!(webp.validate(), Ok(()));
+        for format in [Format::Jpeg, Format::Png, Format::Avif] {
+            let err = Rendition { format, ..webp.clone() }.validate().expect_err("refused");
+            assert!(err.contains("animated needs format webp"), "{format:?}: {err}");
+        }
+        let parsed: Rendition =
+            serde_json::from_str(r#"{"name":"a","width":64,"format":"webp","animated":true}"#).expect("parses");
+        assert!(parsed.animated);
+        assert_eq!(serde_json::to_value(&parsed).expect("json")["animated"], true);
+        // Left out when false, so jobs that do not ask keep the ids they had.
+        let still = serde_json::to_value(Rendition::thumbnail()).expect("json");
+        assert!(still.get("animated").is_none(), "{still}");
+        assert!(!serde_json::from_value::<Rendition>(still).expect("parses").animated);
     }
 
     #[test]

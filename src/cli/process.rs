@@ -107,7 +107,16 @@ impl ProcessArgs {
             FormatArg::Webp => Format::Webp,
             FormatArg::Avif => Format::Avif,
         };
-        Rendition { name: self.name.clone(), width, height, fit, format, quality: self.quality, enlarge: self.enlarge }
+        Rendition {
+            name: self.name.clone(),
+            width,
+            height,
+            fit,
+            format,
+            quality: self.quality,
+            enlarge: self.enlarge,
+            animated: false,
+        }
     }
 
     fn limits(&self) -> Limits {

@@ -57,6 +57,7 @@ fn box_of(side: u32) -> Rendition {
         format: Format::Jpeg,
         quality: 80,
         enlarge: false,
+        animated: false,
     }
 }
 

@@ -16,7 +16,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn rendition(name: &str, w: Option<u32>, h: Option<u32>, fit: Fit, format: Format) -> Rendition {
-    Rendition { name: name.into(), width: w, height: h, fit, format, quality: 90, enlarge: false }
+    Rendition { name: name.into(), width: w, height: h, fit, format, quality: 90, enlarge: false, animated: false }
 }
 
 fn one(input: &[u8], r: Rendition) -> (Encoded, Rendered) {

@@ -63,6 +63,7 @@ fn renditions() -> Vec<Rendition> {
             format,
             quality: 90,
             enlarge: false,
+            animated: false,
         })
         .to_vec()
 }

@@ -121,7 +121,16 @@ mod tests {
     use protocol::rendition::Format;
 
     fn r(w: Option<u32>, h: Option<u32>, fit: Fit, enlarge: bool) -> Rendition {
-        Rendition { name: "t".into(), width: w, height: h, fit, format: Format::Jpeg, quality: 80, enlarge }
+        Rendition {
+            name: "t".into(),
+            width: w,
+            height: h,
+            fit,
+            format: Format::Jpeg,
+            quality: 80,
+            enlarge,
+            animated: false,
+        }
     }
 
     #[test]

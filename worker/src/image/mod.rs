@@ -10,7 +10,9 @@
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing; `keep`: what of it the
 //!   outputs carry, by the job's metadata policy.
 //! - [`budget`]: the memory budget renders share, and each render's peak estimate.
+//! - `animation`: animated GIF/WebP to animated WebP, for renditions that ask.
 
+mod animation;
 pub mod budget;
 mod container;
 pub mod decode;
@@ -56,11 +58,15 @@ pub struct Limits {
     pub max_job_output_pixels: u64,
     /// Largest width × height of one AVIF output (the encoder is slow).
     pub max_avif_pixels: u64,
+    /// Most frames an animated rendition may take from its source. Their pixels together
+    /// (frames × canvas) are held to `max_pixels`, the pixels a still may decode.
+    pub max_frames: u64,
 }
 
 impl Default for Limits {
     /// Inputs: 100 MiB, 100 megapixels, 30 000 px a side. Outputs: the intake caps of
     /// [`protocol::rendition`] (16 renditions, 40 MP each, 100 MP a job, AVIF 4096²).
+    /// Animations: 10 000 frames.
     fn default() -> Self {
         Self {
             max_input_bytes: 100 << 20,
@@ -70,6 +76,7 @@ impl Default for Limits {
             max_output_pixels: MAX_OUTPUT_PIXELS,
             max_job_output_pixels: MAX_JOB_OUTPUT_PIXELS,
             max_avif_pixels: MAX_AVIF_OUTPUT_PIXELS,
+            max_frames: 10_000,
         }
     }
 }
@@ -225,6 +232,7 @@ pub fn render_within(
         )));
     }
     let format = detect::detect(input)?;
+    let animation = animation::Animation::scan(input, format, renditions, limits)?;
     let mut reserved = None;
     let decoding = Instant::now();
     let decoded = isolated("decoding", || {
@@ -235,7 +243,8 @@ pub fn render_within(
                 .map(|r| geometry::plan(r, probe.width, probe.height, probe.orientation))
                 .collect::<Result<Vec<_>, _>>()?;
             check_outputs(renditions, &plans, limits)?;
-            reserved = Some(budget.reserve(budget::peak_estimate(input.len(), probe, renditions, &plans))?);
+            let animating = animation.as_ref().map_or(Ok(0), |a| a.check(renditions, &plans, limits))?;
+            reserved = Some(budget.reserve(budget::peak_estimate(input.len(), probe, renditions, &plans) + animating)?);
             Ok(plans)
         })
     })?;
@@ -246,6 +255,12 @@ pub fn render_within(
     let mut outputs = Vec::with_capacity(renditions.len());
     for (r, plan) in renditions.iter().zip(&decoded.plans) {
         let out = isolated("rendering", || {
+            if let Some(animation) = animation.as_ref().filter(|_| r.animated) {
+                let animating = Instant::now();
+                let out = animation.render(input, r, plan, probe.orientation, limits);
+                telemetry::stage("animate", animating.elapsed().as_secs_f64());
+                return out;
+            }
             let resizing = Instant::now();
             let px = resize::resize(&mut resizer, &decoded.pixels, plan, probe.width, probe.height)?;
             let px = px.orient(probe.orientation)?;
