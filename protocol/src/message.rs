@@ -248,9 +248,11 @@ pub struct Processed {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SourceMetadata {
-    /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp` or `tiff`.
+    /// Detected format: `jpeg`, `png`, `webp`, `gif`, `bmp`, `tiff`, `heif` (HEIC and the other
+    /// HEIF brands) or `avif`.
     pub format: String,
-    /// Width as stored in the file, before orientation.
+    /// Width as stored in the file, before the Exif orientation (for HEIF and AVIF, after the
+    /// container's own rotation and crop, which the decoder applies).
     pub width: u32,
     /// Height as stored in the file, before orientation.
     pub height: u32,

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the engine's hot steps: JPEG shrink-on-load decode + Lanczos3 + encode
-//! at the three benchmark sizes, PNG and WebP sources, orientation and flattening.
+//! at the three benchmark sizes, PNG and WebP sources, HEIC and AVIF (the 640×480 test
+//! fixtures, through libheif), orientation and flattening.
 //! Run: `cargo bench -p worker --bench engine`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -86,6 +87,14 @@ fn bench_render(c: &mut Criterion) {
     c.bench_function("render_jpeg_three_renditions", |b| {
         b.iter(|| render(black_box(&jpeg), &three, &limits).expect("renders"))
     });
+    #[cfg(feature = "heif")]
+    for name in ["photo.heic", "photo_grid.heic", "photo.avif"] {
+        let input = std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture");
+        let r = [box_of(512)];
+        c.bench_function(&format!("render_{}_640x480_512px", name.replace('.', "_")), |b| {
+            b.iter(|| render(black_box(&input), &r, &limits).expect("renders"))
+        });
+    }
 }
 
 fn bench_pixels(c: &mut Criterion) {

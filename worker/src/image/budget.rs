@@ -162,6 +162,9 @@ pub fn peak_estimate(input_len: usize, probe: &Probe, renditions: &[Rendition], 
         // The `image` decoders: samples as stored (16-bit at most 8 bytes a pixel), then the
         // engine's 8-bit copy; a GIF frame's buffer besides its canvas.
         SourceFormat::Png | SourceFormat::Tiff | SourceFormat::Bmp | SourceFormat::Gif => w * h * (8 + 4 + 4),
+        // libheif: the coded planes (4:4:4 at up to 16 bits, 6 bytes a pixel), its interleaved
+        // 8-bit RGB(A), then the engine's copy.
+        SourceFormat::Heif | SourceFormat::Avif => w * h * (6 + 4 + 4),
     };
     let alpha = if probe.has_alpha { 2 } else { 1 };
     let per_rendition = |r: &Rendition, p: &Plan| {

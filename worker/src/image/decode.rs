@@ -1,5 +1,6 @@
 //! From bytes to 8-bit pixels: read the header, let the caller check limits and plan, then
-//! decode (JPEG through libjpeg-turbo at a DCT scale, the rest through the `image` crate).
+//! decode (JPEG through libjpeg-turbo at a DCT scale, HEIF and AVIF through libheif, the rest
+//! through the `image` crate).
 
 use std::io::Cursor;
 
@@ -69,6 +70,7 @@ pub fn decode(
 ) -> Result<Decoded, ImageError> {
     match format {
         SourceFormat::Jpeg => decode_jpeg(input, on_header),
+        SourceFormat::Heif | SourceFormat::Avif => super::heif::decode(input, format, limits, on_header),
         other => decode_with_image(input, other, limits, on_header),
     }
 }
@@ -119,6 +121,7 @@ fn image_format(format: SourceFormat) -> ImageFormat {
         SourceFormat::Gif => ImageFormat::Gif,
         SourceFormat::Bmp => ImageFormat::Bmp,
         SourceFormat::Tiff => ImageFormat::Tiff,
+        SourceFormat::Heif | SourceFormat::Avif => unreachable!("HEIF and AVIF are decoded by libheif"),
     }
 }
 

@@ -17,6 +17,10 @@ pub enum SourceFormat {
     Bmp,
     /// TIFF, either byte order.
     Tiff,
+    /// HEIF: HEIC (HEVC) and the other non-AV1 HEIF brands.
+    Heif,
+    /// AVIF: HEIF with AV1.
+    Avif,
 }
 
 impl SourceFormat {
@@ -29,6 +33,8 @@ impl SourceFormat {
             SourceFormat::Gif => "gif",
             SourceFormat::Bmp => "bmp",
             SourceFormat::Tiff => "tiff",
+            SourceFormat::Heif => "heif",
+            SourceFormat::Avif => "avif",
         }
     }
 }
@@ -37,7 +43,8 @@ impl SourceFormat {
 ///
 /// # Errors
 /// [`ImageError::NotAnImage`] for empty or unrecognised bytes, and
-/// [`ImageError::Unsupported`] for image formats recognised but not read (HEIF, AVIF, JPEG XL…).
+/// [`ImageError::Unsupported`] for image formats recognised but not read (JPEG XL, ISO media
+/// files that are not HEIF: video, camera raw…).
 pub fn detect(bytes: &[u8]) -> Result<SourceFormat, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::NotAnImage("the file is empty".into()));
@@ -62,13 +69,36 @@ pub fn detect(bytes: &[u8]) -> Result<SourceFormat, ImageError> {
         return Ok(SourceFormat::Tiff);
     }
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
-        let brand = String::from_utf8_lossy(&bytes[8..12]).into_owned();
-        return Err(ImageError::Unsupported(format!("ISO media file (brand {brand:?}: HEIF/AVIF) cannot be read")));
+        return heif_brand(bytes);
     }
     if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL ") {
         return Err(ImageError::Unsupported("JPEG XL cannot be read".into()));
     }
     Err(ImageError::NotAnImage("no known image signature at the start of the data".into()))
+}
+
+/// HEIF image brands (ISO/IEC 23008-12) for HEVC and its generic structural brands.
+const HEIF_BRANDS: [&[u8; 4]; 10] =
+    [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"];
+/// AVIF brands: still image and sequence.
+const AVIF_BRANDS: [&[u8; 4]; 2] = [b"avif", b"avis"];
+
+/// Reads an `ftyp` box: AVIF when its major or a compatible brand is AVIF's, HEIF when one is
+/// a HEIF brand, anything else (MP4 video, camera raw…) is not an image the engine reads.
+fn heif_brand(bytes: &[u8]) -> Result<SourceFormat, ImageError> {
+    let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+    let major = &bytes[8..12];
+    // Compatible brands follow the major brand and its minor version, to the box's end.
+    let compatible = bytes.get(16..size.clamp(16, bytes.len())).unwrap_or_default().chunks_exact(4);
+    let brands = || std::iter::once(major).chain(compatible.clone());
+    if brands().any(|b| AVIF_BRANDS.iter().any(|a| a.as_slice() == b)) {
+        return Ok(SourceFormat::Avif);
+    }
+    if brands().any(|b| HEIF_BRANDS.iter().any(|h| h.as_slice() == b)) {
+        return Ok(SourceFormat::Heif);
+    }
+    let brand = String::from_utf8_lossy(major).into_owned();
+    Err(ImageError::Unsupported(format!("ISO media file of brand {brand:?} (not HEIF or AVIF) cannot be read")))
 }
 
 #[cfg(test)]
@@ -84,6 +114,14 @@ mod tests {
         assert_eq!(detect(b"MM\0*\0\0\0\x08"), Ok(SourceFormat::Tiff));
         assert!(matches!(detect(b""), Err(ImageError::NotAnImage(_))));
         assert!(matches!(detect(b"hello, world\n"), Err(ImageError::NotAnImage(_))));
-        assert!(matches!(detect(b"\0\0\0\x1cftypheic\0\0\0\0"), Err(ImageError::Unsupported(_))));
+        assert_eq!(detect(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"), Ok(SourceFormat::Heif));
+        assert_eq!(detect(b"\0\0\0\x18ftypavif\0\0\0\0avifmif1"), Ok(SourceFormat::Avif));
+        // A generic HEIF brand: the compatible brands tell AVIF from HEIC.
+        assert_eq!(detect(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif"), Ok(SourceFormat::Avif));
+        assert_eq!(detect(b"\0\0\0\x14ftypmsf1\0\0\0\0hevc"), Ok(SourceFormat::Heif));
+        // Brands past the box's declared end are not its own.
+        assert!(matches!(detect(b"\0\0\0\x10ftypisom\0\0\0\0heic"), Err(ImageError::Unsupported(_))));
+        assert!(matches!(detect(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1"), Err(ImageError::Unsupported(_))));
+        assert!(matches!(detect(b"\0\0\0\x18ftypcrx \0\0\0\0crx isom"), Err(ImageError::Unsupported(_))));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`decode`]: header probe, limit checks, decoding (`jpeg` for JPEG via libjpeg-turbo).
 //! - [`geometry`]: fit modes, crops, orientation mapping, DCT shrink choice.
 //! - `webp_native`: still WebP through libwebp with scaled decoding.
+//! - `heif`: HEIF/HEIC and AVIF through libheif (the `heif` feature).
 //! - `resize`, `pixels`, `encode`: Lanczos3 resampling, orientation/flattening, encoders.
 //! - [`metadata`]: the [`SourceMetadata`] sidecar and Exif parsing; `keep`: what of it the
 //!   outputs carry, by the job's metadata policy.
@@ -20,6 +21,7 @@ pub mod detect;
 mod encode;
 mod error;
 pub mod geometry;
+mod heif;
 mod jpeg;
 mod keep;
 pub mod metadata;
