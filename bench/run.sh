@@ -27,4 +27,4 @@ fi
 bash ../shared/corpus/build.sh bench/out/corpus >/dev/null
 cargo build --release --bin imgpipe -q
 
-exec "$venv/bin/python" bench/harness.py --corpus bench/out/corpus --imgpipe target/release/imgpipe "$@"
+exec "$venv/bin/python" bench/harness.py --corpus bench/out/corpus --imgpipe "${CARGO_TARGET_DIR:-target}/release/imgpipe" "$@"

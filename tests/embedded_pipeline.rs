@@ -117,6 +117,43 @@ async fn the_metadata_policy_reaches_the_outputs_and_the_sidecar_says_what_was_k
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_iphone_heic_and_an_animated_gif_come_out_as_asked() {
+    const HEIC: &[u8] = include_bytes!("../worker/tests/fixtures/photo_irot90.heic");
+    const GIF: &[u8] = include_bytes!("../worker/tests/fixtures/animated.gif");
+    let mut options = test_options();
+    options.watch_bucket = None;
+    let s = TestServer::start(options).await;
+    // Told apart by content: the key says nothing of the format.
+    s.drop_file("original", "IMG_0001.HEIC", HEIC);
+    let (status, body) = s.post_process("?wait=30", &seed_request("IMG_0001.HEIC")).await;
+    assert_eq!(status, 200, "{body}");
+    let thumb = &body["outputs"][0];
+    // 640×480 coded, rotated 90° by its `irot` box: an upright 384×512 thumbnail.
+    assert_eq!((thumb["width"].as_u64(), thumb["height"].as_u64()), (Some(384), Some(512)), "{body}");
+    let jpeg = std::fs::read(s.bucket_file("resized", "resized/IMG_0001.HEIC.thumbnail.jpg")).expect("thumbnail");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+
+    s.drop_file("original", "wave.gif", GIF);
+    let request = serde_json::json!({ "sourceBucket": "original", "sourceKey": "wave.gif", "destinationBucket": "resized",
+        "renditions": [{ "name": "anim", "width": 64, "format": "webp", "animated": true },
+            { "name": "still", "width": 64, "format": "webp" }] });
+    let (status, body) = s.post_process("?wait=30", &request.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let chunks = |key: &str, chunk: &[u8]| {
+        let webp = std::fs::read(s.bucket_file("resized", key)).expect("output");
+        webp.windows(4).filter(|w| *w == chunk).count()
+    };
+    assert_eq!(chunks("resized/wave.gif.anim.webp", b"ANMF"), 2, "both frames kept");
+    assert_eq!(chunks("resized/wave.gif.still.webp", b"ANMF"), 0, "the first frame only");
+    // `animated` is for WebP output only: refused at intake with a reason.
+    let bad = serde_json::json!({ "sourceBucket": "original", "sourceKey": "wave.gif", "destinationBucket": "resized",
+        "renditions": [{ "name": "anim", "width": 64, "format": "jpeg", "animated": true }] });
+    let (status, body) = s.post_process("", &bad.to_string()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("InvalidRendition")), "{body}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_server_default_on_the_watchers_jobs_write_the_sidecar_and_a_request_may_decline_it() {
     let mut options = test_options();
     options.sidecar = true;

@@ -295,7 +295,8 @@ pub struct SourceMetadata {
     pub capture_time: Option<String>,
     /// What of the source's metadata the outputs carry, by the job's metadata policy: kept
     /// kinds the source had (`copyright`, `artist`, `captureTime`, `icc`). Absent when
-    /// nothing was kept. AVIF outputs carry no Exif and no profile (their pixels are sRGB).
+    /// nothing was kept. AVIF and animated WebP outputs carry no Exif and no profile (their
+    /// pixels are converted to sRGB).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<KeptMetadata>,
 }

@@ -15,7 +15,8 @@
 //! a GIF's loop count N (repeats after the first play) becomes WebP's N + 1 (plays), 0 stays
 //! forever, and a GIF without a loop extension plays once. A WebP source's delays and loop
 //! count are copied. libwebp merges a frame identical to the one before into it (the duration
-//! adds up), as `gif2webp` does. The ICC profile of an animated WebP source is not carried.
+//! adds up), as `gif2webp` does. Animated outputs carry no metadata: a source's ICC profile is
+//! converted away (frames written as sRGB) and kept Exif fields are not written.
 #![allow(unsafe_code)]
 
 use std::io::Cursor;
@@ -31,6 +32,7 @@ use super::container::{gif_frame_sizes, gif_loop_count, webp_animation};
 use super::detect::SourceFormat;
 use super::error::from_image_error;
 use super::geometry::{Plan, swaps_axes};
+use super::keep::Carried;
 use super::pixels::Pixels;
 use super::{Encoded, ImageError, Limits, resize};
 
@@ -154,6 +156,7 @@ impl Animation {
         r: &Rendition,
         plan: &Plan,
         orientation: u8,
+        carried: &Carried,
         limits: &Limits,
     ) -> Result<Encoded, ImageError> {
         let mut image_limits = image::Limits::default();
@@ -181,6 +184,15 @@ impl Animation {
             // Again as frames come (a canvas each), should the decoder find more than declared.
             decoded = decoded.saturating_add(u64::from(cw) * u64::from(ch));
             check_decoded(count, decoded, limits)?;
+            // And the output, should the container have declared fewer frames than it holds.
+            let written = count.saturating_mul(u64::from(width) * u64::from(height));
+            if written > limits.max_job_output_pixels {
+                return Err(ImageError::TooLarge {
+                    what: "output pixels over all frames",
+                    actual: written,
+                    limit: limits.max_job_output_pixels,
+                });
+            }
             let (num, den) = frame.delay().numer_denom_ms();
             let mut delay = num.checked_div(den).unwrap_or(0);
             if self.format == SourceFormat::Gif && delay <= 10 {
@@ -194,7 +206,7 @@ impl Animation {
                 )));
             }
             let px = Pixels { data: buffer.into_raw(), width: cw, height: ch, channels: 4 };
-            let px = resize::resize(&mut resizer, &px, plan, cw, ch)?.orient(orientation)?;
+            let px = carried.to_srgb(resize::resize(&mut resizer, &px, plan, cw, ch)?.orient(orientation)?);
             encoder.add(&px, timestamp)?;
             timestamp =
                 i32::try_from(delay).ok().and_then(|d| timestamp.checked_add(d)).ok_or(ImageError::TooLarge {
@@ -287,7 +299,11 @@ impl AnimEncoder {
 
     /// Adds a frame of the canvas size, shown from `timestamp` ms.
     fn add(&mut self, px: &Pixels, timestamp: i32) -> Result<(), ImageError> {
-        if (i32::try_from(px.width), i32::try_from(px.height)) != (Ok(self.width), Ok(self.height)) || px.channels < 3 {
+        let rows = px.width as usize * usize::from(px.channels) * px.height as usize;
+        if (i32::try_from(px.width), i32::try_from(px.height)) != (Ok(self.width), Ok(self.height))
+            || !matches!(px.channels, 3 | 4)
+            || px.data.len() < rows
+        {
             return Err(encode_error("a frame does not match the canvas"));
         }
         let stride = i32::try_from(px.width as usize * usize::from(px.channels))
@@ -302,7 +318,7 @@ impl AnimEncoder {
         pic.use_argb = 1;
         (pic.width, pic.height) = (self.width, self.height);
         // SAFETY: `px.data` holds `height` rows of `stride` bytes (checked above: the picture's
-        // size and 3 or 4 channels), alive for the call; libwebp allocates the picture's own
+        // size, 3 or 4 channels and the buffer's length), alive for the call; libwebp allocates the picture's own
         // ARGB buffer and copies into it.
         let imported = unsafe {
             match px.channels {

@@ -96,9 +96,11 @@ pub fn webp_animation(webp: &[u8]) -> Option<WebpAnimation> {
     let (mut canvas, mut loop_count, mut frames) = (None, None, 0u64);
     // RIFF header (12), then chunks: fourcc, size (LE), data padded to an even length.
     let mut pos = 12usize;
-    while let Some(header) = webp.get(pos..pos + 8) {
+    while let Some(header) = pos.checked_add(8).and_then(|end| webp.get(pos..end)) {
         let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let data = webp.get(pos + 8..).unwrap_or_default();
+        // The chunk's own bytes (as many as the file holds): a short chunk never reads the next.
+        let start = pos + 8;
+        let data = webp.get(start..start.saturating_add(len).min(webp.len())).unwrap_or_default();
         match &header[..4] {
             b"VP8X" if data.len() >= 10 => canvas = Some((u24(&data[4..7]), u24(&data[7..10]))),
             b"ANIM" if data.len() >= 6 => loop_count = Some(u16::from_le_bytes([data[4], data[5]])),

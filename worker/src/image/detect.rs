@@ -89,7 +89,8 @@ fn heif_brand(bytes: &[u8]) -> Result<SourceFormat, ImageError> {
     let size = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let major = &bytes[8..12];
     // Compatible brands follow the major brand and its minor version, to the box's end.
-    let compatible = bytes.get(16..size.clamp(16, bytes.len())).unwrap_or_default().chunks_exact(4);
+    // (`get` is `None` when the box or the data ends before the list would start.)
+    let compatible = bytes.get(16..size.min(bytes.len())).unwrap_or_default().chunks_exact(4);
     let brands = || std::iter::once(major).chain(compatible.clone());
     if brands().any(|b| AVIF_BRANDS.iter().any(|a| a.as_slice() == b)) {
         return Ok(SourceFormat::Avif);
@@ -119,6 +120,11 @@ mod tests {
         // A generic HEIF brand: the compatible brands tell AVIF from HEIC.
         assert_eq!(detect(b"\0\0\0\x18ftypmif1\0\0\0\0mif1avif"), Ok(SourceFormat::Avif));
         assert_eq!(detect(b"\0\0\0\x14ftypmsf1\0\0\0\0hevc"), Ok(SourceFormat::Heif));
+        // Cut short inside the box, before or in its list of brands: read as far as it goes.
+        for len in 12..=17 {
+            let cut = &b"\0\0\0\x18ftypheic\0\0\0\0mif1"[..len];
+            assert_eq!(detect(cut), Ok(SourceFormat::Heif), "{len} bytes");
+        }
         // Brands past the box's declared end are not its own.
         assert!(matches!(detect(b"\0\0\0\x10ftypisom\0\0\0\0heic"), Err(ImageError::Unsupported(_))));
         assert!(matches!(detect(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1"), Err(ImageError::Unsupported(_))));

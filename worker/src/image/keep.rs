@@ -23,10 +23,10 @@ const MAX_TEXT_BYTES: usize = 2000;
 
 /// What one render's outputs carry, worked out once from the probe and the policy.
 pub struct Carried {
-    /// The profile to embed in outputs that can hold one.
+    /// The kept profile, embedded in outputs that can hold it.
     icc: Option<Vec<u8>>,
     /// The conversion to sRGB for outputs that do not embed the profile.
-    to_srgb: Option<Srgb>,
+    srgb: Option<Srgb>,
     /// The Exif block (TIFF structure, no `Exif\0\0` prefix) of the kept fields.
     pub exif: Option<Vec<u8>>,
     /// What the source had and the policy kept, for the sidecar.
@@ -37,8 +37,6 @@ pub struct Carried {
 struct Srgb {
     /// The profile describes gray samples (else RGB).
     gray: bool,
-    /// The profile is sRGB's own: the pixels are already what it would give.
-    already: bool,
     profile: ColorProfile,
 }
 
@@ -66,26 +64,35 @@ impl Carried {
             }
         }
         let exif = (!fields.is_empty()).then(|| write_exif(&fields)).flatten();
-        let keep_icc = policy.keeps(KeptMetadata::Icc);
-        let to_srgb = probe.icc.as_deref().and_then(Srgb::from_icc);
-        // A profile nothing can convert from is embedded as before: the colours need it.
-        let icc = probe.icc.clone().filter(|_| keep_icc || to_srgb.is_none());
+        // Under `strip` no profile is written, whatever it is: converted away where moxcms
+        // can, else dropped (a profile it cannot read is also a blob not on the allow-list).
+        let icc = probe.icc.clone().filter(|_| policy.keeps(KeptMetadata::Icc));
         if icc.is_some() {
             kept.push(KeptMetadata::Icc);
         }
         kept.sort_unstable();
-        Self { icc, to_srgb, exif, kept }
+        Self { icc, srgb: probe.icc.as_deref().and_then(Srgb::from_icc), exif, kept }
     }
 
-    /// The pixels as `format` should be written, and the profile to embed with them: the
-    /// source's when it is kept and `format` can carry it, else none, the pixels converted to
-    /// sRGB where the profile allows.
+    /// The pixels as `format` should be written, and the profile to embed with them: the kept
+    /// profile when `format` can carry it and it describes the colour model the encoder writes
+    /// (WebP and AVIF always write colour; AVIF carries no profile); else none, the pixels
+    /// converted to sRGB where the profile allows.
     pub fn prepare(&self, px: Pixels, format: Format) -> (Pixels, Option<&[u8]>) {
-        let embeds = self.icc.as_deref().filter(|_| format != Format::Avif);
-        match (&self.to_srgb, embeds) {
-            (_, Some(icc)) => (px, Some(icc)),
-            (Some(srgb), None) => (srgb.apply(px), None),
-            (None, None) => (px, None),
+        let writes_color = matches!(format, Format::Webp | Format::Avif) || px.channels >= 3;
+        let model: &[u8] = if writes_color { b"RGB " } else { b"GRAY" };
+        let embeds = self.icc.as_deref().filter(|icc| format != Format::Avif && icc_color_space(icc) == Some(model));
+        match embeds {
+            Some(icc) => (px, Some(icc)),
+            None => (self.to_srgb(px), None),
+        }
+    }
+
+    /// `px` converted to sRGB from the source's profile, when it has one moxcms can read.
+    pub fn to_srgb(&self, px: Pixels) -> Pixels {
+        match &self.srgb {
+            Some(srgb) => srgb.apply(px),
+            None => px,
         }
     }
 }
@@ -99,24 +106,20 @@ impl Srgb {
             _ => return None,
         };
         let profile = ColorProfile::new_from_slice(icc).ok()?;
-        let already = !gray && is_srgb(icc, &profile);
         // Built once here so a profile moxcms cannot transform from is found before any output.
         let probe = if gray { Layout::Gray } else { Layout::Rgb };
-        let srgb = Self { gray, already, profile };
+        let srgb = Self { gray, profile };
         srgb.transform(probe).map(|_| srgb)
     }
 
     fn transform(&self, layout: Layout) -> Option<Box<moxcms::Transform8BitExecutor>> {
-        let target = if self.gray { ColorProfile::new_gray_with_gamma(2.2) } else { ColorProfile::new_srgb() };
+        let target = if self.gray { srgb_gray() } else { ColorProfile::new_srgb() };
         self.profile.create_transform_8bit(layout, &target, layout, TransformOptions::default()).ok()
     }
 
     /// `px` in sRGB; unchanged when its colour model is not the profile's (a gray image with
     /// an RGB profile has nothing the profile describes).
     fn apply(&self, px: Pixels) -> Pixels {
-        if self.already {
-            return px;
-        }
         let layout = match (px.channels, self.gray) {
             (1, true) => Layout::Gray,
             (2, true) => Layout::GrayAlpha,
@@ -133,16 +136,13 @@ impl Srgb {
     }
 }
 
-/// Whether an RGB profile is one of the many copies of sRGB (named so, with sRGB's primaries):
-/// the common case, which needs no transform.
-fn is_srgb(icc: &[u8], profile: &ColorProfile) -> bool {
-    let named = |n: &[u8]| icc.windows(n.len()).any(|w| w == n);
+/// Gray with sRGB's tone curve and white: what a viewer assumes of a gray image without a
+/// profile.
+fn srgb_gray() -> ColorProfile {
     let srgb = ColorProfile::new_srgb();
-    let near = |a: &moxcms::Xyzd, b: &moxcms::Xyzd| (a.x - b.x).abs() + (a.y - b.y).abs() + (a.z - b.z).abs() < 0.005;
-    (named(b"sRGB") || named(b"s\0R\0G\0B"))
-        && near(&profile.red_colorant, &srgb.red_colorant)
-        && near(&profile.green_colorant, &srgb.green_colorant)
-        && near(&profile.blue_colorant, &srgb.blue_colorant)
+    let mut gray = ColorProfile::new_gray_with_gamma(2.2);
+    gray.gray_trc = srgb.red_trc.clone();
+    gray
 }
 
 fn ascii_field(tag: Tag, text: &str) -> Field {

@@ -259,7 +259,7 @@ pub fn render_within(
         let out = isolated("rendering", || {
             if let Some(animation) = animation.as_ref().filter(|_| r.animated) {
                 let animating = Instant::now();
-                let out = animation.render(input, r, plan, probe.orientation, limits);
+                let out = animation.render(input, r, plan, probe.orientation, &carried, limits);
                 telemetry::stage("animate", animating.elapsed().as_secs_f64());
                 return out;
             }
