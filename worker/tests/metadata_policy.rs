@@ -36,8 +36,13 @@ fn credited_photo() -> Vec<u8> {
             value: Value::Rational(vec![Rational { num: 48, denom: 1 }, Rational { num: 51, denom: 1 }]),
         },
     ];
+    with_exif(&fields)
+}
+
+/// The sample photo with an Exif block of `fields` in its APP1.
+fn with_exif(fields: &[Field]) -> Vec<u8> {
     let mut writer = Writer::new();
-    for f in &fields {
+    for f in fields {
         writer.push_field(f);
     }
     let mut exif = std::io::Cursor::new(Vec::new());
@@ -138,6 +143,16 @@ fn keep_credits_and_capture_time_in_every_format() {
     assert_eq!(jpeg.width, 48);
     let webp = image::load_from_memory_with_format(&rendered.outputs[2].bytes, image::ImageFormat::WebP);
     assert_eq!(webp.expect("a valid WebP").width(), 48);
+}
+
+#[test]
+fn a_file_time_is_kept_as_a_file_time_not_promoted_to_a_capture_time() {
+    let photo = with_exif(&[ascii(Tag::DateTime, In::PRIMARY, "2026:05:02 08:00:00")]);
+    let rendered = render(&photo, "keep:captureTime");
+    assert_eq!(rendered.metadata.kept, [KeptMetadata::CaptureTime]);
+    let exif = exif_of(&rendered.outputs[0].bytes).expect("an Exif block");
+    assert_eq!(text(&exif, Tag::DateTime).as_deref(), Some("2026:05:02 08:00:00"));
+    assert!(exif.get_field(Tag::DateTimeOriginal, In::PRIMARY).is_none());
 }
 
 /// A 16×16 PNG of one colour with a Display P3 profile.

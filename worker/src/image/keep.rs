@@ -18,9 +18,6 @@ use super::decode::Probe;
 use super::metadata::icc_color_space;
 use super::pixels::Pixels;
 
-/// The longest kept text field, in bytes (real credits are a line or two).
-const MAX_TEXT_BYTES: usize = 2000;
-
 /// What one render's outputs carry, worked out once from the probe and the policy.
 pub struct Carried {
     /// The kept profile, embedded in outputs that can hold it.
@@ -56,7 +53,9 @@ impl Carried {
         text(KeptMetadata::Artist, Tag::Artist, exif.and_then(|e| e.artist.as_ref()), &mut kept);
         if let Some((time, offset)) = exif.and_then(|e| e.capture_time.as_deref()).and_then(exif_time) {
             if policy.keeps(KeptMetadata::CaptureTime) {
-                fields.push(ascii_field(Tag::DateTimeOriginal, &time));
+                // Under the tag it was read from: `DateTime` is not a capture time to promote.
+                let original = exif.is_some_and(|e| e.capture_time_original);
+                fields.push(ascii_field(if original { Tag::DateTimeOriginal } else { Tag::DateTime }, &time));
                 if let Some(offset) = offset {
                     fields.push(ascii_field(Tag::OffsetTimeOriginal, &offset));
                 }
@@ -145,12 +144,9 @@ fn srgb_gray() -> ColorProfile {
     gray
 }
 
+/// A text field (already bounded when read: `metadata::parse_exif`).
 fn ascii_field(tag: Tag, text: &str) -> Field {
-    let mut end = text.len().min(MAX_TEXT_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Field { tag, ifd_num: In::PRIMARY, value: Value::Ascii(vec![text.as_bytes()[..end].to_vec()]) }
+    Field { tag, ifd_num: In::PRIMARY, value: Value::Ascii(vec![text.as_bytes().to_vec()]) }
 }
 
 /// `2024-01-02T03:04:05+01:00` → (`2024:01:02 03:04:05`, `+01:00`): Exif's spelling of the
@@ -191,13 +187,5 @@ mod tests {
         assert!(matches!(&copyright.value, Value::Ascii(parts) if parts == &["© Ada".as_bytes()]));
         assert!(exif.get_field(Tag::DateTimeOriginal, In::PRIMARY).is_some());
         assert_eq!(exif.fields().filter(|f| f.tag != Tag::ExifIFDPointer).count(), 2);
-    }
-
-    #[test]
-    fn long_text_is_cut_on_a_character_boundary() {
-        let long = "é".repeat(MAX_TEXT_BYTES);
-        let Value::Ascii(parts) = ascii_field(Tag::Artist, &long).value else { panic!("ascii") };
-        assert_eq!(parts[0].len(), MAX_TEXT_BYTES);
-        assert!(std::str::from_utf8(&parts[0]).is_ok());
     }
 }

@@ -15,6 +15,9 @@ pub struct ExifSummary {
     pub model: Option<String>,
     /// Capture time, ISO-8601 shaped.
     pub capture_time: Option<String>,
+    /// The capture time is the `DateTimeOriginal` tag's (else `DateTime`'s, when the file was
+    /// last written, and no offset applies).
+    pub capture_time_original: bool,
     /// A GPS IFD is present.
     pub has_gps: bool,
     /// Exif `Copyright` (the photographer's part), kept only when a job asks.
@@ -92,9 +95,13 @@ pub fn parse_exif(raw: &[u8]) -> ExifSummary {
         .and_then(|v| u8::try_from(v).ok())
         .filter(|v| (1..=8).contains(v))
         .or_else(|| ifd0_orientation(raw));
-    let time = ascii(&exif, Tag::DateTimeOriginal).or_else(|| ascii(&exif, Tag::DateTime));
+    let original = ascii(&exif, Tag::DateTimeOriginal);
+    let capture_time_original = original.is_some();
+    let time = original.or_else(|| ascii(&exif, Tag::DateTime));
     let capture_time = time.as_deref().and_then(iso_time).map(|t| match ascii(&exif, Tag::OffsetTimeOriginal) {
-        Some(off) if off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) => t + &off,
+        Some(off) if capture_time_original && off.len() == 6 && (off.starts_with('+') || off.starts_with('-')) => {
+            t + &off
+        }
         _ => t,
     });
     let has_gps = exif.fields().any(|f| f.tag.context() == exif::Context::Gps)
@@ -104,6 +111,7 @@ pub fn parse_exif(raw: &[u8]) -> ExifSummary {
         make: ascii(&exif, Tag::Make),
         model: ascii(&exif, Tag::Model),
         capture_time,
+        capture_time_original,
         has_gps,
         copyright: text(&exif, Tag::Copyright, MAX_CREDIT_CHARS),
         artist: text(&exif, Tag::Artist, MAX_CREDIT_CHARS),
