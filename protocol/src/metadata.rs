@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// One kind of metadata a job may keep in its outputs.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
@@ -48,8 +48,18 @@ pub enum MetadataPolicy {
     /// Nothing: no Exif, no XMP, no colour profile.
     #[default]
     Strip,
-    /// Only these, where the source has them.
-    Keep(BTreeSet<KeptMetadata>),
+    /// Only these, where the source has them (each named once).
+    Keep(#[serde(deserialize_with = "each_once")] BTreeSet<KeptMetadata>),
+}
+
+/// The keep list, refused when it names a kind twice (its schema's `uniqueItems`).
+fn each_once<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<KeptMetadata>, D::Error> {
+    let list = Vec::<KeptMetadata>::deserialize(d)?;
+    let set: BTreeSet<KeptMetadata> = list.iter().copied().collect();
+    if set.len() != list.len() {
+        return Err(serde::de::Error::custom("the keep list names a kind of metadata twice"));
+    }
+    Ok(set)
 }
 
 impl MetadataPolicy {
@@ -124,7 +134,9 @@ mod tests {
         assert!(keep.keeps(KeptMetadata::Copyright) && keep.keeps(KeptMetadata::CaptureTime));
         assert!(!keep.keeps(KeptMetadata::Artist));
         assert_eq!(serde_json::to_string(&keep).expect("json"), r#"{"keep":["copyright","captureTime","icc"]}"#);
-        for refused in [r#"{"keep":["gps"]}"#, r#""keep""#, r#"{"keep":"copyright"}"#, r#""none""#] {
+        for refused in
+            [r#"{"keep":["gps"]}"#, r#""keep""#, r#"{"keep":"copyright"}"#, r#""none""#, r#"{"keep":["icc","icc"]}"#]
+        {
             assert!(serde_json::from_str::<MetadataPolicy>(refused).is_err(), "{refused}");
         }
     }
