@@ -542,13 +542,15 @@ mod tests {
         assert!(WorkerGroups::read(|name| (name == "IMGPIPE_ORCHESTRATOR").then(|| "sfn".to_owned())).is_err());
     }
 
+    /// The intake's settings alone, as `serve` and the producer functions read them.
+    #[derive(Parser, Debug)]
+    struct IntakeOnly {
+        #[command(flatten)]
+        intake: IntakeArgs,
+    }
+
     #[test]
     fn the_sidecar_is_off_unless_asked_as_a_flag_or_a_variable() {
-        #[derive(Parser, Debug)]
-        struct IntakeOnly {
-            #[command(flatten)]
-            intake: IntakeArgs,
-        }
         let sidecar = |args: &[&str]| {
             let args = std::iter::once("imgpipe").chain(args.iter().copied());
             IntakeOnly::try_parse_from(args).map(|i| i.intake.job_defaults.sidecar)
@@ -569,11 +571,6 @@ mod tests {
 
     #[test]
     fn the_metadata_policy_is_strip_unless_set() {
-        #[derive(Parser, Debug)]
-        struct IntakeOnly {
-            #[command(flatten)]
-            intake: IntakeArgs,
-        }
         let policy = |args: &[&str]| {
             let args = std::iter::once("imgpipe").chain(args.iter().copied());
             IntakeOnly::try_parse_from(args).map(|i| i.intake.job_defaults.metadata)
