@@ -40,4 +40,10 @@ boxes grid "$out/photo_grid.heic" 2 2 "${tiles[@]}"
 # A tile's coded image under an `ispe` claiming 100000×100000.
 boxes ispe "${tiles[0]}" "$out/huge_ispe.heic" 100000 100000
 
+# Colour described only by `nclx`: Display P3 primaries (12) on the sRGB curve (13), no ICC
+# (the code points edited in: heif-enc 1.15 ignores its --colour_primaries for this input).
+boxes patches "$work/patches.png"
+enc -A -q 90 -o "$work/patches.avif" "$work/patches.png"
+boxes nclx "$work/patches.avif" "$out/p3_nclx.avif" 12 13
+
 ls -l "$out"/*.heic "$out"/*.avif

@@ -3,6 +3,8 @@
     python3 heif_boxes.py irot IN OUT ANGLE          # ANGLE in 90° steps, anticlockwise
     python3 heif_boxes.py ispe IN OUT WIDTH HEIGHT   # the primary item's ispe claims another size
     python3 heif_boxes.py grid OUT COLS ROWS TILE... # one grid item over single-image tile files
+    python3 heif_boxes.py nclx IN OUT PRIMARIES TRANSFER  # the `colr` nclx box's code points
+    python3 heif_boxes.py patches OUT.png            # the colour patches of PATCHES, as a PNG
 
 Only what the fixtures need: the `meta` box comes before `mdat`, items are stored in the file
 (iloc construction method 0) or, for the grid's own data, in `idat` (method 1).
@@ -10,6 +12,11 @@ Only what the fixtures need: the `meta` box comes before `mdat`, items are store
 
 import struct
 import sys
+import zlib
+
+# Four flat 64×64 patches, 2×2, in row order: three mid-saturation colours, whose values move
+# when converted between colour spaces, and a gray, which does not (worker/tests/heif.rs).
+PATCHES = [(200, 100, 50), (60, 160, 90), (70, 90, 200), (128, 128, 128)]
 
 
 def u16(b, o):
@@ -264,6 +271,29 @@ def grid(tiles, cols, rows):
     return head + box(b"mdat", b"".join(coded))
 
 
+def set_nclx(data, primaries, transfer):
+    """The `colr` box's nclx colour primaries and transfer characteristics (H.273 code points)
+    set in place: heif-enc 1.15 writes 2 (unspecified) whatever its options say."""
+    at = data.find(b"colrnclx")
+    assert at > 0, "no nclx colr box"
+    out = bytearray(data)
+    out[at + 8 : at + 12] = struct.pack(">HH", primaries, transfer)
+    return bytes(out)
+
+
+def patches_png():
+    rows = []
+    for y in range(128):
+        row = b"".join(bytes(PATCHES[(y // 64) * 2 + x // 64]) for x in range(128))
+        rows.append(b"\0" + row)
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", 128, 128, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+
+
 def main(argv):
     cmd, rest = argv[1], argv[2:]
     if cmd == "irot":
@@ -275,6 +305,12 @@ def main(argv):
     elif cmd == "grid":
         dst, cols, rows, *tiles = rest
         out = grid([open(t, "rb").read() for t in tiles], int(cols), int(rows))
+    elif cmd == "nclx":
+        src, dst, primaries, transfer = rest
+        out = set_nclx(open(src, "rb").read(), int(primaries), int(transfer))
+    elif cmd == "patches":
+        (dst,) = rest
+        out = patches_png()
     else:
         sys.exit(__doc__)
     with open(dst, "wb") as f:

@@ -130,3 +130,72 @@ fn damaged_files_are_corrupt_not_a_panic() {
         }
     }
 }
+
+/// The patches of `p3_nclx.avif` (scripts/heif_boxes.py `PATCHES`), in row order.
+const PATCHES: [[u8; 3]; 4] = [[200, 100, 50], [60, 160, 90], [70, 90, 200], [128, 128, 128]];
+
+/// The centre of each 64×64 patch of a 128×128 output.
+fn patch_centres(e: &Encoded) -> Vec<[u8; 3]> {
+    let Rgb(w, h, data) = rgb(e);
+    assert_eq!((w, h), (128, 128));
+    [(32, 32), (96, 32), (32, 96), (96, 96)]
+        .iter()
+        .map(|&(x, y)| {
+            let i = (y * 128 + x) * 3;
+            [data[i], data[i + 1], data[i + 2]]
+        })
+        .collect()
+}
+
+fn near(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tolerance)
+}
+
+#[test]
+fn nclx_display_p3_colour_is_converted_to_srgb_or_kept_as_a_profile() {
+    use moxcms::{ColorProfile, Layout, TransformOptions};
+    use protocol::metadata::MetadataPolicy;
+    use worker::image::{MemoryBudget, render_within};
+
+    let input = fixture("p3_nclx.avif");
+    let p3_to_srgb = ColorProfile::new_display_p3()
+        .create_transform_8bit(Layout::Rgb, &ColorProfile::new_srgb(), Layout::Rgb, TransformOptions::default())
+        .expect("a transform");
+    let mut expected = [0u8; 12];
+    p3_to_srgb.transform(PATCHES.as_flattened(), &mut expected).expect("converts");
+    let render = |policy: &str| {
+        let policy: MetadataPolicy = policy.parse().expect("a policy");
+        render_within(&input, &[Rendition::thumbnail()], &policy, &Limits::default(), &MemoryBudget::unlimited())
+            .expect("renders")
+    };
+
+    // Under strip: sRGB numbers, no profile. The coloured patches move by more than the
+    // tolerance, so pixels passed through unconverted fail this.
+    let stripped = render("strip");
+    assert!(stripped.metadata.has_icc, "the nclx colour counts as the source's profile");
+    let out = &stripped.outputs[0];
+    for ((got, want), raw) in patch_centres(out).into_iter().zip(expected.chunks_exact(3)).zip(PATCHES) {
+        let want = [want[0], want[1], want[2]];
+        assert!(near(got, want, 6), "got {got:?}, Display P3 {raw:?} in sRGB is {want:?}");
+    }
+    assert!(!near(PATCHES[0], [expected[0], expected[1], expected[2]], 8), "the conversion is visible");
+
+    // Under keep:icc the pixels stay as coded and a P3 profile travels with them.
+    let kept = render("keep:icc");
+    let out = &kept.outputs[0];
+    for (got, raw) in patch_centres(out).into_iter().zip(PATCHES) {
+        assert!(near(got, raw, 6), "got {got:?}, coded {raw:?}");
+    }
+    let profile = jpeg_icc(&out.bytes).expect("a profile embedded");
+    let profile = ColorProfile::new_from_slice(&profile).expect("moxcms reads it");
+    let p3 = ColorProfile::new_display_p3();
+    let (got, want) = (profile.red_colorant, p3.red_colorant);
+    assert!((got.x - want.x).abs() < 0.01 && (got.y - want.y).abs() < 0.01, "red {got:?} is P3's {want:?}");
+}
+
+/// The ICC profile in a JPEG's APP2 segments (one segment is enough here).
+fn jpeg_icc(jpeg: &[u8]) -> Option<Vec<u8>> {
+    let at = jpeg.windows(12).position(|w| w == b"ICC_PROFILE\0")?;
+    let len = usize::from(u16::from_be_bytes([jpeg[at - 2], jpeg[at - 1]]));
+    Some(jpeg[at + 14..at - 2 + len].to_vec())
+}

@@ -4,8 +4,10 @@
 //!
 //! The header facts come from the boxes (`ispe`, `colr`, the metadata items) before any pixel
 //! is decoded, and the engine's limits and budget are checked on them as for every format.
-//! Colour: an ICC profile (`prof`, `rICC`) is carried into outputs as a JPEG's is; an `nclx`
-//! description is converted by libheif to 8-bit sRGB (its default), so outputs need none.
+//! Colour: an ICC profile (`prof`, `rICC`) is carried into outputs as a JPEG's is. For an
+//! `nclx` description libheif converts YCbCr to RGB by its matrix; RGB in other primaries or on
+//! another tone curve than sRGB's is described by a profile made from the `nclx` values, which
+//! then takes the same path as an embedded one (converted to sRGB, or kept).
 
 use super::decode::{Decoded, Probe};
 use super::detect::SourceFormat;
@@ -36,9 +38,10 @@ mod with_libheif {
     use std::sync::OnceLock;
 
     use libheif_rs::{
-        ColorProfile, ColorSpace, DecodingOptions, HeifContext, HeifError, HeifErrorCode, ImageHandle, LibHeif,
-        RgbChroma, SecurityLimits, color_profile_types,
+        ColorProfile as _, ColorProfileNCLX, ColorSpace, DecodingOptions, HeifContext, HeifError, HeifErrorCode,
+        ImageHandle, LibHeif, RgbChroma, SecurityLimits, color_profile_types,
     };
+    use moxcms::{CicpColorPrimaries, CicpProfile, ColorProfile, MatrixCoefficients, TransferCharacteristics};
 
     use super::super::check_limits;
     use super::super::metadata::{ExifSummary, parse_exif, usable_icc, xmp_has_gps};
@@ -106,7 +109,8 @@ mod with_libheif {
         let icc_raw = handle
             .color_profile_raw()
             .filter(|p| [color_profile_types::PROF, color_profile_types::R_ICC].contains(&p.profile_type()))
-            .map(|p| p.data);
+            .map(|p| p.data)
+            .or_else(|| handle.color_profile_nclx().and_then(|nclx| nclx_icc(&nclx)));
         let icc_present = icc_raw.is_some();
         let icc = icc_raw.and_then(usable_icc);
         let gray = matches!(handle.preferred_decoding_colorspace(), Ok(ColorSpace::Monochrome));
@@ -125,6 +129,38 @@ mod with_libheif {
             has_alpha: handle.has_alpha_channel(),
             progressive: None,
         }
+    }
+
+    /// An ICC profile for an `nclx` colour description whose primaries or tone curve are not
+    /// sRGB's (Display P3, BT.2020, a gamma curve…), so the pixels libheif hands back in that
+    /// colour space go through the same conversion to sRGB as a profile's. `None` for sRGB —
+    /// BT.709 primaries with the sRGB or BT.709 curves, or unspecified — and for what moxcms
+    /// cannot describe as a profile (PQ and HLG have no ICC tone curve).
+    fn nclx_icc(nclx: &ColorProfileNCLX) -> Option<Vec<u8>> {
+        const BT709: u8 = 1;
+        const UNSPECIFIED: u8 = 2;
+        const SRGB_LIKE_CURVES: [u8; 5] = [1, 6, 13, 14, 15];
+        let primaries = match nclx.color_primaries() as u8 {
+            UNSPECIFIED => BT709,
+            p => p,
+        };
+        let transfer = match nclx.transfer_characteristics() as u8 {
+            UNSPECIFIED => 13,
+            t => t,
+        };
+        if primaries == BT709 && SRGB_LIKE_CURVES.contains(&transfer) {
+            return None;
+        }
+        let cicp = CicpProfile {
+            color_primaries: CicpColorPrimaries::try_from(primaries).ok()?,
+            transfer_characteristics: TransferCharacteristics::try_from(transfer).ok()?,
+            matrix_coefficients: MatrixCoefficients::Identity,
+            full_range: true,
+        };
+        let profile = ColorProfile::new_from_cicp(cicp);
+        // Set last, once the primaries and the curve are both known.
+        profile.red_trc.as_ref()?;
+        profile.encode().ok()
     }
 
     /// Decodes to interleaved 8-bit RGB or RGBA, transformations applied, and copies it out
