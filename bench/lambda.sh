@@ -10,6 +10,10 @@
 # Usage: bench/lambda.sh [INVOCATIONS=6] [CONFIGS=2048:2,1769:1] [BATCH=10]
 #   CONFIGS: MEMORY_MB:CPUS,...  AWS_LAMBDA_FUNCTION_MEMORY_SIZE (the engine's memory budget
 #   reads it) and how many cores the process may use (Lambda gives one vCPU per 1769 MB).
+# Environment:
+#   INPUT=heic       the same photos as iPhone-style HEIC (heif-enc, x265 q50) instead of JPEG
+#   FUNCTION=PATH    run this function binary, e.g. the `bootstrap` of the zip that
+#                    scripts/lambda-build.sh cross-built, instead of a host release build
 #
 # Measured: init (spawn to the first GET next), each invocation (event handed out to response
 # posted) and its CPU time, and the process's peak RSS (VmHWM). Checked, or the run fails: every
@@ -27,8 +31,13 @@ configs=${2:-2048:2,1769:1}
 batch=${3:-10}
 target=${CARGO_TARGET_DIR:-$root/target}
 
-cargo build --release --locked -q -p imgpipe-lambda --bin imgpipe-worker
+input=${INPUT:-jpeg}
+case $input in jpeg | heic) ;; *) echo "INPUT is jpeg or heic, not $input" >&2; exit 2 ;; esac
+[ -n "${FUNCTION:-}" ] || cargo build --release --locked -q -p imgpipe-lambda --bin imgpipe-worker
 cargo build --release --locked -q --bin imgpipe
+if [ "$input" = heic ] && ! command -v heif-enc >/dev/null; then
+  apt-get update -q >/dev/null && apt-get install -y -q libheif-examples >/dev/null
+fi
 corpus=bench/out/corpus
 [ -f $corpus/.complete ] || { apt-get update -q >/dev/null; bash ../shared/corpus/build.sh $corpus >/dev/null; }
 
@@ -42,7 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 # Copies of what was just built: another build sharing the target folder cannot swap them.
-cp "$target/release/imgpipe-worker" "$target/release/imgpipe" "$work/"
+cp "${FUNCTION:-$target/release/imgpipe-worker}" "$work/imgpipe-worker"
+cp "$target/release/imgpipe" "$work/"
 function_bin=$work/imgpipe-worker bin=$work/imgpipe
 moto_env=$(scripts/moto.sh start) || exit 1
 eval "$moto_env"
@@ -58,9 +68,14 @@ mapfile -t largest < <(awk -F'\t' 'NR > 1 && $5 ~ /^photo/ && $6 == "JPEG" { pri
   $corpus/manifest.tsv | sort -rn | head -10 | cut -f2)
 "$bin" process "${largest[@]/#/$corpus/}" --out "$work/photos" --width 4000 --height 3000 --fit cover \
   --enlarge --quality 95 --name 12mp --progress none >/dev/null
-python3 bench/lambda_bench.py upload --bucket "$IMGPIPE_SOURCE_BUCKET" "$work"/photos/*.jpg >"$work/etags.json"
-photo_mb=$(du -cb "$work"/photos/*.jpg | tail -1 | awk '{ printf "%.1f", $1 / 1e6 / 10 }')
-echo "10 photos of 4000x3000, $photo_mb MB each on average, in s3://$IMGPIPE_SOURCE_BUCKET/photos/" >&2
+ext=jpg
+if [ "$input" = heic ]; then
+  ext=heic
+  for f in "$work"/photos/*.jpg; do heif-enc -q 50 -o "${f%.jpg}.heic" "$f" >/dev/null && rm "$f"; done
+fi
+python3 bench/lambda_bench.py upload --bucket "$IMGPIPE_SOURCE_BUCKET" "$work"/photos/*.$ext >"$work/etags.json"
+photo_mb=$(du -cb "$work"/photos/*.$ext | tail -1 | awk '{ printf "%.1f", $1 / 1e6 / 10 }')
+echo "10 photos of 4000x3000 ($input), $photo_mb MB each on average, in s3://$IMGPIPE_SOURCE_BUCKET/photos/" >&2
 
 reports_url=$(python3 bench/lambda_bench.py queue-url "$IMGPIPE_REPORTS_QUEUE")
 dlq_url=$(python3 bench/lambda_bench.py queue-url "$IMGPIPE_DEAD_LETTER_QUEUE")
@@ -92,11 +107,14 @@ for config in "${config_list[@]}"; do
   results+=("$run.json")
 done
 
-if [ "$batch" = 10 ]; then out=bench/out/lambda.md; else out=bench/out/lambda-batch$batch.md; fi
+out=bench/out/lambda
+[ "$batch" = 10 ] || out=$out-batch$batch
+[ "$input" = jpeg ] || out=$out-$input
+out=$out.md
 mkdir -p bench/out
 {
-  echo "Worker Lambda (\`imgpipe-worker\`, release build) under bench/lambda_runtime.py, AWS emulator on 127.0.0.1;"
-  echo "$invocations invocations of $batch jobs each (12 MP JPEG of $photo_mb MB on average -> 512 px thumbnail), IMGPIPE_WORKERS=2; $(date -u +%F), load average $load before the runs."
+  echo "Worker Lambda (\`imgpipe-worker\`, ${FUNCTION:-release build}) under bench/lambda_runtime.py, AWS emulator on 127.0.0.1;"
+  echo "$invocations invocations of $batch jobs each (12 MP $input of $photo_mb MB on average -> 512 px thumbnail), IMGPIPE_WORKERS=2; $(date -u +%F), load average $load before the runs."
   echo
   python3 bench/lambda_bench.py table --batch "$batch" "${results[@]}"
 } | tee "$out"

@@ -73,7 +73,7 @@ def cmd_upload(args):
         key = f"photos/{os.path.basename(path)}"
         with open(path, "rb") as f:
             status, headers, body = call("PUT", f"/{args.bucket}/{key}", "s3", f.read(),
-                                         {"Content-Type": "image/jpeg"})
+                                         {"Content-Type": "image/heic" if path.endswith(".heic") else "image/jpeg"})
         if status != 200:
             die(f"PUT s3://{args.bucket}/{key}: HTTP {status}: {body[:300]!r}")
         etags[key] = headers["ETag"].strip('"')
@@ -125,10 +125,12 @@ def cmd_events(args):
 
 
 def expected_key(source_key):
-    """The thumbnail's key for a `.jpg` source (the README's Output keys)."""
+    """The thumbnail's key (the README's Output keys): `<stem>_thumbnail.jpg` for a `.jpg`
+    source, `<name>.thumbnail.jpg` for any other."""
     folder, _, name = source_key.rpartition("/")
-    stem = name[: -len(".jpg")]
-    return f"resized/{folder}/{stem}_thumbnail.jpg"
+    if name.endswith(".jpg"):
+        return f"resized/{folder}/{name[: -len('.jpg')]}_thumbnail.jpg"
+    return f"resized/{folder}/{name}.thumbnail.jpg"
 
 
 def cmd_check(args):

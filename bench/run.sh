@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks `imgpipe process` against libvips (vipsthumbnail, pyvips), Pillow and the
 # libjpeg-turbo decode floor on the shared real-photo corpus: one core, one process per batch,
-# longest edge 128/512/1600, JPEG q80. Prints throughput, ratios, peak RSS and PSNR.
+# longest edge 128/512/1600, JPEG q80. Prints throughput, ratios, peak RSS and PSNR, then the
+# HEIC and AVIF rows against vipsthumbnail's heifload (bench/heif.sh).
 #
 # Usage: bench/run.sh [--quick] [--repeat N] [--sizes 128,512,1600]
 #   --quick   512 px only, one run per tool (a couple of minutes)
@@ -27,4 +28,12 @@ fi
 bash ../shared/corpus/build.sh bench/out/corpus >/dev/null
 cargo build --release --bin imgpipe -q
 
-exec "$venv/bin/python" bench/harness.py --corpus bench/out/corpus --imgpipe "${CARGO_TARGET_DIR:-target}/release/imgpipe" "$@"
+bin=${CARGO_TARGET_DIR:-target}/release/imgpipe
+"$venv/bin/python" bench/harness.py --corpus bench/out/corpus --imgpipe "$bin" "$@"
+
+# The HEIF row: HEIC and AVIF decode cost per source MP against libvips' heifload, on corpus
+# photos encoded by heif-enc (bench/heif.sh; 4 photos with --quick, else 12).
+photos=12
+for arg in "$@"; do [ "$arg" = --quick ] && photos=4; done
+bench/heif.sh --photos "$photos" --bin "$bin" >/dev/null
+{ echo; cat bench/out/heif.md; } | tee -a bench/out/results.md

@@ -21,9 +21,8 @@ VENV=${IMGPIPE_CARGO_LAMBDA_VENV:-$root/target/cargo-lambda-venv}
 FUNCTIONS=(imgpipe-api imgpipe-s3-event imgpipe-worker)
 say() { echo "lambda-build.sh: $*" >&2; }
 
-for tool in cmake nasm ninja; do
-    command -v "$tool" >/dev/null || { say "$tool is missing (apt-get install cmake nasm ninja-build)"; exit 1; }
-done
+# cmake, nasm and the rest of the host build's needs; ninja for the codecs.
+scripts/build-deps.sh ninja-build unzip binutils
 # shellcheck source=scripts/pinned-venv.sh
 source scripts/pinned-venv.sh
 pinned_venv "$VENV" "cargo-lambda==$CARGO_LAMBDA_VERSION" >/dev/null
