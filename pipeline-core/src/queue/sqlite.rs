@@ -225,6 +225,34 @@ impl Queue for SqliteQueue {
         self.update_by_receipt("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2", receipt, None).await
     }
 
+    /// All of them in one transaction: one commit, not one a receipt.
+    async fn delete_many(&self, receipts: &[String]) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (name, receipts) = (self.name.clone(), receipts.to_vec());
+        let results = self
+            .db
+            .call(move |conn| -> Result<Vec<Result<(), QueueError>>, QueueError> {
+                let tx = conn.transaction().map_err(DbError::from)?;
+                let mut results = Vec::with_capacity(receipts.len());
+                {
+                    let mut stmt = tx
+                        .prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2")
+                        .map_err(DbError::from)?;
+                    for receipt in &receipts {
+                        let n = stmt.execute(params![name, receipt]).map_err(DbError::from)?;
+                        results.push(if n == 0 { Err(QueueError::ReceiptInvalid) } else { Ok(()) });
+                    }
+                }
+                tx.commit().map_err(DbError::from)?;
+                Ok(results)
+            })
+            .await?;
+        self.db.notify_changed();
+        Ok(results)
+    }
+
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
         let until = now_ms() + ms(timeout.min(MAX_VISIBILITY));
         self.update_by_receipt(
