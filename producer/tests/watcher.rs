@@ -107,3 +107,52 @@ async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
     shutdown.cancel();
     run.await.expect("watcher");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_file_starts_once_again_only_when_replaced_and_never_when_another_writer_recorded_it() {
+    let data = TempDir::new().expect("data dir");
+    let store = LocalBlobStore::new(data.path());
+    store.create_bucket("original").expect("bucket");
+    let dir = store.bucket_dir("original");
+    let started = Arc::new(Started::default());
+    let intake = Intake {
+        orchestrator: started.clone(),
+        blobs: Arc::new(store),
+        buckets: Buckets::new(&["original"], &["resized"]),
+        sidecar: false,
+        metadata: MetadataPolicy::Strip,
+    };
+    let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
+    let watcher = |intake: Intake| {
+        let mut watcher = FolderWatcher::new(&db, dir.clone(), "original", "resized", intake).expect("watcher");
+        watcher.settle = Duration::from_millis(100);
+        watcher.interval = Duration::from_millis(20);
+        let shutdown = CancellationToken::new();
+        (tokio::spawn(watcher.run(shutdown.clone())), shutdown)
+    };
+    let (run, shutdown) = watcher(intake.clone());
+
+    std::fs::write(dir.join("a.jpg"), PHOTO).expect("write");
+    until_started(&started, &["a.jpg"]).await;
+    // Written and recorded by another process (`imgpipe submit` does this): not started here.
+    std::fs::write(dir.join("b.jpg"), PHOTO).expect("write");
+    producer::watcher::mark_submitted(&db, "original", "b.jpg", &dir.join("b.jpg"), "job-b").await.expect("mark");
+    // Scans that find nothing new start nothing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(started.keys(), ["a.jpg"]);
+
+    // New content under the same name is a new upload.
+    let mut replaced = PHOTO.to_vec();
+    replaced.push(0);
+    std::fs::write(dir.join("a.jpg"), &replaced).expect("replace");
+    until_started(&started, &["a.jpg", "a.jpg"]).await;
+    shutdown.cancel();
+    run.await.expect("watcher");
+
+    // A restarted watcher knows what was submitted before it.
+    let (run, shutdown) = watcher(intake);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(started.keys(), ["a.jpg", "a.jpg"]);
+    shutdown.cancel();
+    run.await.expect("watcher");
+}
