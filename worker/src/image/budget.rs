@@ -162,9 +162,10 @@ pub fn peak_estimate(input_len: usize, probe: &Probe, renditions: &[Rendition], 
         // The `image` decoders: samples as stored (16-bit at most 8 bytes a pixel), then the
         // engine's 8-bit copy; a GIF frame's buffer besides its canvas.
         SourceFormat::Png | SourceFormat::Tiff | SourceFormat::Bmp | SourceFormat::Gif => w * h * (8 + 4 + 4),
-        // libheif: the coded planes (4:4:4 at up to 16 bits, 6 bytes a pixel), its interleaved
-        // 8-bit RGB(A), then the engine's copy.
-        SourceFormat::Heif | SourceFormat::Avif => w * h * (6 + 4 + 4),
+        // libheif: the coded planes (4:4:4 at up to 16 bits, 6 bytes a pixel, at the coded
+        // size, which a crop may make larger than the image), its interleaved 8-bit RGB(A),
+        // then the engine's copy.
+        SourceFormat::Heif | SourceFormat::Avif => probe.coded_pixels.unwrap_or(0).max(w * h) * 6 + w * h * (4 + 4),
     };
     let alpha = if probe.has_alpha { 2 } else { 1 };
     let per_rendition = |r: &Rendition, p: &Plan| {
@@ -256,5 +257,47 @@ mod tests {
         assert_eq!(large.join().expect("thread").expect("fits"), 90);
         let beside = late.join().expect("thread");
         assert!(beside == 0 || beside == 90, "the 10 ran after the 90 had its turn: {beside}");
+    }
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::*;
+
+    fn heif_probe(width: u32, height: u32, coded_pixels: Option<u64>) -> Probe {
+        Probe {
+            format: SourceFormat::Heif,
+            width,
+            height,
+            orientation: 1,
+            icc: None,
+            icc_dropped: false,
+            exif: None,
+            has_xmp: false,
+            xmp_gps: false,
+            color_space: "rgb",
+            bit_depth: 8,
+            has_alpha: false,
+            progressive: None,
+            coded_pixels,
+        }
+    }
+
+    #[test]
+    fn a_cropped_heif_reserves_for_its_coded_size() {
+        let renditions = [Rendition::thumbnail()];
+        let estimate = |probe: &Probe| {
+            let plans: Vec<Plan> =
+                renditions.iter().map(|r| geometry::plan(r, probe.width, probe.height, 1).expect("plans")).collect();
+            peak_estimate(0, probe, &renditions, &plans)
+        };
+        let uncropped = estimate(&heif_probe(1000, 1000, Some(1_000_000)));
+        // A `clap` crop showing 1000×1000 of an 8000×8000 coded image: the decoder still
+        // makes 64 MP of planes, 6 bytes a pixel.
+        let cropped = estimate(&heif_probe(1000, 1000, Some(64_000_000)));
+        assert_eq!(cropped - uncropped, 63_000_000 * 6);
+        // Without a coded size (or a smaller one) the shown size counts.
+        assert_eq!(estimate(&heif_probe(1000, 1000, None)), uncropped);
+        assert_eq!(estimate(&heif_probe(1000, 1000, Some(10))), uncropped);
     }
 }

@@ -46,6 +46,9 @@ pub struct Probe {
     pub has_alpha: bool,
     /// Progressive JPEG.
     pub progressive: Option<bool>,
+    /// The pixels the decoder produces before cropping, when more than `width × height`: a
+    /// HEIF image's coded size (`ispe`), of which a `clap` crop may show less.
+    pub coded_pixels: Option<u64>,
 }
 
 /// A decoded source: header facts, pixels (possibly DCT-reduced) and the renditions' plans.
@@ -107,6 +110,7 @@ fn decode_jpeg(
         bit_depth: 8,
         has_alpha: false,
         progressive: Some(header.is_progressive),
+        coded_pixels: None,
     };
     let plans = on_header(&probe)?;
     let pixels = jpeg::decode(input, &header, dct_shrink(&plans), markers.adobe)?;
@@ -194,6 +198,7 @@ fn decode_with_image(
         bit_depth: (original.bits_per_pixel() / u16::from(channels)).clamp(1, 32) as u8,
         has_alpha: color.has_alpha(),
         progressive: None,
+        coded_pixels: None,
     };
     let plans = on_header(&probe)?;
     if format == SourceFormat::Webp {

@@ -74,7 +74,8 @@ mod with_libheif {
         if ispe_w > 0 && ispe_h > 0 {
             check_limits(ispe_w as u32, ispe_h as u32, limits)?;
         }
-        let probe = probe(&handle, format);
+        let mut probe = probe(&handle, format);
+        probe.coded_pixels = Some(u64::try_from(ispe_w).unwrap_or(0) * u64::try_from(ispe_h).unwrap_or(0));
         let plans = on_header(&probe)?;
         let pixels = pixels(lib, &handle, &probe)?;
         Ok(Decoded { probe, pixels, plans })
@@ -128,6 +129,7 @@ mod with_libheif {
             bit_depth: handle.luma_bits_per_pixel().clamp(1, 16),
             has_alpha: handle.has_alpha_channel(),
             progressive: None,
+            coded_pixels: None,
         }
     }
 
