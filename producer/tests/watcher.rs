@@ -57,14 +57,21 @@ async fn until_started(started: &Started, want: &[&str]) -> Duration {
     begun.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
+/// A data folder with an `original` bucket, an intake that records the jobs it starts, and the
+/// database a watcher records in.
+struct Setup {
+    data: TempDir,
+    dir: std::path::PathBuf,
+    started: Arc<Started>,
+    intake: Intake,
+    db: Db,
+}
+
+fn setup() -> Setup {
     let data = TempDir::new().expect("data dir");
     let store = LocalBlobStore::new(data.path());
     store.create_bucket("original").expect("bucket");
     let dir = store.bucket_dir("original");
-    let staging = data.path().join("staging");
-    std::fs::create_dir_all(staging.join("album")).expect("staging");
     let started = Arc::new(Started::default());
     let intake = Intake {
         orchestrator: started.clone(),
@@ -74,6 +81,14 @@ async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
         metadata: MetadataPolicy::Strip,
     };
     let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
+    Setup { data, dir, started, intake, db }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
+    let Setup { data, dir, started, intake, db } = setup();
+    let staging = data.path().join("staging");
+    std::fs::create_dir_all(staging.join("album")).expect("staging");
     let mut watcher = FolderWatcher::new(&db, dir.clone(), "original", "resized", intake).expect("watcher");
     watcher.settle = Duration::from_secs(60);
     watcher.interval = Duration::from_millis(50);
@@ -110,19 +125,7 @@ async fn a_renamed_file_is_taken_at_once_and_a_written_one_waits_to_settle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_written_file_starts_once_again_only_when_replaced_and_never_when_another_writer_recorded_it() {
-    let data = TempDir::new().expect("data dir");
-    let store = LocalBlobStore::new(data.path());
-    store.create_bucket("original").expect("bucket");
-    let dir = store.bucket_dir("original");
-    let started = Arc::new(Started::default());
-    let intake = Intake {
-        orchestrator: started.clone(),
-        blobs: Arc::new(store),
-        buckets: Buckets::new(&["original"], &["resized"]),
-        sidecar: false,
-        metadata: MetadataPolicy::Strip,
-    };
-    let db = Db::open(&data.path().join("imgpipe.db")).expect("db");
+    let Setup { data: _data, dir, started, intake, db } = setup();
     let watcher = |intake: Intake| {
         let mut watcher = FolderWatcher::new(&db, dir.clone(), "original", "resized", intake).expect("watcher");
         watcher.settle = Duration::from_millis(100);
