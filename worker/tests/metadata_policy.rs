@@ -21,7 +21,12 @@ fn ascii(tag: Tag, ifd: In, text: &str) -> Field {
 /// A JPEG photo whose Exif carries credits, a capture time, a camera serial number, a maker
 /// note, a thumbnail-free IFD1 and a GPS position.
 fn credited_photo() -> Vec<u8> {
-    let fields = [
+    with_exif(&credits())
+}
+
+/// The Exif fields of [`credited_photo`].
+fn credits() -> [Field; 9] {
+    [
         ascii(Tag::Copyright, In::PRIMARY, "© 2026 Ada Lovelace"),
         ascii(Tag::Artist, In::PRIMARY, "Ada Lovelace"),
         ascii(Tag::Make, In::PRIMARY, "ExampleCam"),
@@ -35,19 +40,23 @@ fn credited_photo() -> Vec<u8> {
             ifd_num: In::PRIMARY,
             value: Value::Rational(vec![Rational { num: 48, denom: 1 }, Rational { num: 51, denom: 1 }]),
         },
-    ];
-    with_exif(&fields)
+    ]
 }
 
-/// The sample photo with an Exif block of `fields` in its APP1.
-fn with_exif(fields: &[Field]) -> Vec<u8> {
+/// An Exif block (TIFF structure) of `fields`.
+fn exif_block(fields: &[Field]) -> Vec<u8> {
     let mut writer = Writer::new();
     for f in fields {
         writer.push_field(f);
     }
     let mut exif = std::io::Cursor::new(Vec::new());
     writer.write(&mut exif, false).expect("an Exif block");
-    let exif = exif.into_inner();
+    exif.into_inner()
+}
+
+/// The sample photo with an Exif block of `fields` in its APP1.
+fn with_exif(fields: &[Field]) -> Vec<u8> {
+    let exif = exif_block(fields);
     let jpeg = fixture("orient_base.jpg");
     let mut out = jpeg[..2].to_vec();
     out.extend_from_slice(&[0xFF, 0xE1]);
@@ -207,4 +216,57 @@ fn an_srgb_profile_is_dropped_without_changing_the_colours() {
     assert_eq!(stripped.dimensions(), kept.dimensions());
     let worst = stripped.as_raw().iter().zip(kept.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
     assert!(worst <= 2, "sRGB to sRGB changes nothing but rounding: worst sample off by {worst}");
+}
+
+/// The animated WebP fixture (two frames) with an `EXIF` chunk of `fields`.
+fn animated_webp_with_exif(fields: &[Field]) -> Vec<u8> {
+    let mut webp = fixture("animated.webp");
+    assert_eq!(&webp[12..16], b"VP8X", "an animation is in the extended layout");
+    webp[20] |= 0x08;
+    let exif = exif_block(fields);
+    webp.extend_from_slice(b"EXIF");
+    webp.extend_from_slice(&(exif.len() as u32).to_le_bytes());
+    webp.extend_from_slice(&exif);
+    if exif.len() % 2 == 1 {
+        webp.push(0);
+    }
+    let riff = (webp.len() - 8) as u32;
+    webp[4..8].copy_from_slice(&riff.to_le_bytes());
+    webp
+}
+
+#[test]
+fn an_animated_output_carries_the_kept_fields_too() {
+    let input = animated_webp_with_exif(&credits());
+    let animated = Rendition {
+        name: "a".into(),
+        width: Some(20),
+        height: None,
+        fit: Fit::Inside,
+        format: Format::Webp,
+        quality: 90,
+        enlarge: false,
+        animated: true,
+    };
+    let render = |policy: &str| {
+        let policy: MetadataPolicy = policy.parse().expect("a policy");
+        render_within(&input, std::slice::from_ref(&animated), &policy, &Limits::default(), &MemoryBudget::unlimited())
+            .expect("renders")
+    };
+    let kept = render("keep:copyright");
+    let out = &kept.outputs[0].bytes;
+    let frames = image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(out)).expect("a WebP");
+    assert!(frames.has_animation(), "still animated");
+    assert_eq!(image::AnimationDecoder::into_frames(frames).count(), 2, "both frames");
+    let exif = exif_of(out).expect("an Exif block");
+    assert_eq!(text(&exif, Tag::Copyright).as_deref(), Some("© 2026 Ada Lovelace"));
+    let tags: Vec<Tag> = exif.fields().map(|f| f.tag).collect();
+    assert_eq!(tags, [Tag::Copyright], "only the copyright");
+    for secret in [&b"SN-0042"[..], b"MAKERNOTE", b"ExampleCam"] {
+        assert!(!contains(out, secret), "{:?} leaked", String::from_utf8_lossy(secret));
+    }
+    assert_eq!(kept.metadata.kept, [KeptMetadata::Copyright]);
+
+    let stripped = render("strip");
+    assert!(exif_of(&stripped.outputs[0].bytes).is_none(), "strip writes no Exif into an animation either");
 }

@@ -34,7 +34,7 @@ use super::error::from_image_error;
 use super::geometry::{Plan, swaps_axes};
 use super::keep::Carried;
 use super::pixels::Pixels;
-use super::{Encoded, ImageError, Limits, resize};
+use super::{Encoded, ImageError, Limits, encode, resize};
 
 /// libwebp's key-frame spacing for lossy animations (`gif2webp`'s): a key frame at least every
 /// 5 frames bounds the frames the encoder holds back while it chooses.
@@ -218,7 +218,11 @@ impl Animation {
         if count == 0 {
             return Err(ImageError::Corrupt("the animation has no frame".into()));
         }
-        let bytes = encoder.finish(timestamp)?;
+        let mut bytes = encoder.finish(timestamp)?;
+        // The kept Exif fields, as a still WebP carries them; the frames are already sRGB.
+        if let Some(exif) = carried.exif.as_deref() {
+            bytes = encode::webp_with_metadata(&bytes, None, Some(exif), width, height, false);
+        }
         Ok(Encoded { rendition: r.name.clone(), bytes, content_type: r.format.content_type(), width, height })
     }
 }

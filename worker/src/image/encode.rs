@@ -94,7 +94,7 @@ fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>
 
 /// Rewrites a WebP file into the extended layout with an `ICCP` chunk before the image data
 /// and an `EXIF` chunk after it, as the container specification orders them.
-fn webp_with_metadata(
+pub(super) fn webp_with_metadata(
     webp: &[u8],
     icc: Option<&[u8]>,
     exif: Option<&[u8]>,
