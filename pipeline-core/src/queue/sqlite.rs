@@ -12,6 +12,9 @@ use super::{MAX_BATCH, MAX_BODY_BYTES, MAX_VISIBILITY, Queue, QueueError, QueueS
 use crate::sqlite::{Db, DbError};
 use protocol::time::{ms, now_ms};
 
+/// One delivery's deletion, by its receipt (`delete` and `delete_many`).
+const DELETE_BY_RECEIPT: &str = "DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2";
+
 /// How often a long poll looks for messages sent by other processes.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -222,7 +225,7 @@ impl Queue for SqliteQueue {
     }
 
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.update_by_receipt("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2", receipt, None).await
+        self.update_by_receipt(DELETE_BY_RECEIPT, receipt, None).await
     }
 
     /// All of them in one transaction: one commit, not one a receipt.
@@ -237,9 +240,7 @@ impl Queue for SqliteQueue {
                 let tx = conn.transaction().map_err(DbError::from)?;
                 let mut results = Vec::with_capacity(receipts.len());
                 {
-                    let mut stmt = tx
-                        .prepare_cached("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2")
-                        .map_err(DbError::from)?;
+                    let mut stmt = tx.prepare_cached(DELETE_BY_RECEIPT).map_err(DbError::from)?;
                     for receipt in &receipts {
                         let n = stmt.execute(params![name, receipt]).map_err(DbError::from)?;
                         results.push(if n == 0 { Err(QueueError::ReceiptInvalid) } else { Ok(()) });
