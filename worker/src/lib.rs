@@ -6,6 +6,7 @@ pub mod attempt;
 pub mod faults;
 pub mod image;
 pub mod process;
+mod renders;
 pub mod runner;
 
 pub use process::{Processed, RenderSlots, WorkerDeps, process_job};

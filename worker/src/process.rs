@@ -12,10 +12,10 @@ use protocol::JobError;
 pub use protocol::message::Processed;
 use protocol::message::{Job, Output};
 use protocol::rendition::{output_key, sidecar_key, validate_list};
-use tokio::sync::Semaphore;
 
 use crate::faults::Faults;
 use crate::image::{self, Limits, MemoryBudget};
+pub use crate::renders::RenderSlots;
 
 /// The `Cache-Control` of outputs unless configured. An output's key stays the same when its
 /// source is replaced, so it is not `immutable`: fresh for five minutes, then served stale for
@@ -44,19 +44,6 @@ pub struct WorkerDeps {
 /// and reports, another renders, so no core waits on storage or the orchestrator.
 pub const JOBS_PER_RENDER: usize = 2;
 
-/// The renders of a process that may run at once — decoding, resizing and encoding, the
-/// CPU-bound part of a job: one per core given to the workers. A worker holds
-/// [`JOBS_PER_RENDER`] times as many jobs as it has slots.
-#[derive(Clone, Debug)]
-pub struct RenderSlots(Arc<Semaphore>);
-
-impl RenderSlots {
-    /// `renders` at once (at least one).
-    pub fn new(renders: usize) -> Self {
-        Self(Arc::new(Semaphore::new(renders.clamp(1, Semaphore::MAX_PERMITS))))
-    }
-}
-
 /// Runs one attempt of `job`.
 ///
 /// # Errors
@@ -75,13 +62,8 @@ pub async fn process_job(job: &Job, deps: &WorkerDeps) -> Result<Processed, JobE
     let version = source.meta.version.clone();
     let (renditions, policy, limits, budget) =
         (job.renditions.clone(), job.metadata.clone(), deps.limits, deps.budget.clone());
-    let rendered = {
-        // Never closed, so acquiring cannot fail; held until the render returns.
-        let _slot = deps.renders.0.acquire().await;
-        tokio::task::spawn_blocking(move || image::render_within(&source.body, &renditions, &policy, &limits, &budget))
-            .await
-            .map_err(|e| JobError::permanent("CorruptImage", format!("the decoder crashed: {e}")))??
-    };
+    let rendered =
+        deps.renders.run(move || image::render_within(&source.body, &renditions, &policy, &limits, &budget)).await??;
 
     // Replaced while it rendered: the newer version's job may already have written its outputs.
     if job.source_version.is_some() {
