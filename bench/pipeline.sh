@@ -8,8 +8,12 @@
 #   posted:    the same server, one `POST /process` per file on one keep-alive connection (no
 #              watcher).
 # Each is timed from the first file to the last output; the best of --repeat runs is kept.
+# Beside the wall time, the CPU time (user + system) each spent on the backlog: the bare
+# processes split the files statically, so one may finish early and leave a core idle, which
+# the wall ratio counts in the pipeline's favour; the CPU ratio does not. Peak RSS: the larger
+# bare process, the whole server.
 # Prints the times, pipeline/bare, and a profile of one dropped run under strace -c: the
-# syscalls the server made per job (fsyncs first).
+# syscalls the server made per job.
 #
 # Usage: bench/pipeline.sh [--workers N] [--repeat R] [--copies C] [--bin PATH]
 #   --bin   an already built imgpipe (e.g. an older build, for a before/after), instead of
@@ -30,7 +34,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-scripts/build-deps.sh strace curl
+scripts/build-deps.sh strace curl time
 [ -f bench/out/corpus/.complete ] || { apt-get update -q >/dev/null; bash ../shared/corpus/build.sh bench/out/corpus >/dev/null; }
 if [ -z "$bin" ]; then
     cargo build --release --locked --bin imgpipe -q
@@ -67,12 +71,25 @@ bare_run() {
     for i in $(seq 0 $((workers - 1))); do
         local share=()
         for j in $(seq "$i" "$workers" $((jobs - 1))); do share+=("${files[$j]}"); done
-        "$bin" process --out "$out" "${share[@]}" >/dev/null 2>&1 &
+        /usr/bin/time -f '%U %S %M' -o "$work/bare$i.time" "$bin" process --out "$out" "${share[@]}" >/dev/null 2>&1 &
         pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
+    local wall
+    wall=$(elapsed "$t0" "$(now)")
     [ "$(find "$out" -type f | wc -l)" -eq "$jobs" ] || { echo "bare: missing outputs" >&2; exit 1; }
-    elapsed "$t0" "$(now)"
+    # wall, CPU seconds of all the processes, the largest peak RSS (kB)
+    cat "$work"/bare*.time | awk -v w="$wall" '{ cpu += $1 + $2; if ($3 > rss) rss = $3 }
+        END { printf "%s %.2f %d\n", w, cpu, rss }'
+}
+
+# The server's CPU seconds (user + system) so far and its peak RSS (kB).
+server_usage() {
+    local stat
+    stat=$(cut -d')' -f2 "/proc/$server/stat")
+    # After the command name: state is field 1, utime 12, stime 13 (in clock ticks).
+    awk -v t="$(getconf CLK_TCK)" -v rss="$(awk '/^VmHWM/ { print $2 }' "/proc/$server/status")" \
+        '{ printf "%.2f %d", ($12 + $13) / t, rss }' <<<"$stat"
 }
 
 # Starts `serve` on a fresh data dir, under the command in "$@" (a wrapper) if any; with
@@ -116,16 +133,22 @@ PY
 stage() { mkdir -p "$data/staging"; cp -l "${files[@]}" "$data/staging/"; }
 publish() { mv "$data"/staging/* "$data/buckets/original/"; }
 
+# Prints the wall time, the server's CPU seconds spent on the backlog and its peak RSS (kB).
 dropped_run() {
     start_server
     stage
-    local t0
+    local t0 before wall
+    before=$(server_usage)
     t0=$(now)
     publish
     wait_outputs
-    elapsed "$t0" "$(now)"
+    wall=$(elapsed "$t0" "$(now)")
+    echo "$wall $(spent "$before" "$(server_usage)")"
     stop_server
 }
+
+# CPU seconds between two server_usage readings, and the later peak RSS.
+spent() { echo "$1 $2" | awk '{ printf "%.2f %d", $3 - $1, $4 }'; }
 
 # One POST /process per file, in order, on one keep-alive connection.
 post_all() {
@@ -146,11 +169,13 @@ PY
 
 posted_run() {
     STAGED=1 start_server
-    local t0
+    local t0 before wall
+    before=$(server_usage)
     t0=$(now)
     post_all
     wait_outputs
-    elapsed "$t0" "$(now)"
+    wall=$(elapsed "$t0" "$(now)")
+    echo "$wall $(spent "$before" "$(server_usage)")"
     stop_server
 }
 
@@ -159,11 +184,11 @@ for r in $(seq 1 "$repeat"); do
     bare+=("$(bare_run)")
     dropped+=("$(dropped_run)")
     posted+=("$(posted_run)")
-    echo "run $r: bare ${bare[-1]} s, dropped ${dropped[-1]} s, posted ${posted[-1]} s" >&2
+    echo "run $r (wall s, CPU s, peak RSS kB): bare ${bare[-1]}; dropped ${dropped[-1]}; posted ${posted[-1]}" >&2
 done
 
 # One dropped run under strace: what the server asks of the kernel per job.
-start_server strace -f -qq -c -o "$work/strace.txt"
+start_server strace -f -qq -c -S calls -o "$work/strace.txt"
 stage
 publish
 wait_outputs
@@ -172,18 +197,26 @@ pkill -TERM -P "$server"
 wait "$server" 2>/dev/null || true
 server=
 
-b=$(best "${bare[@]}") d=$(best "${dropped[@]}") p=$(best "${posted[@]}")
+# Best of the runs: the shortest wall time, the least CPU time, the highest peak RSS.
+field() { local i=$1; shift; printf '%s\n' "$@" | awk -v i="$i" '{ print $i }'; }
+wall_b=$(best $(field 1 "${bare[@]}")) wall_d=$(best $(field 1 "${dropped[@]}")) wall_p=$(best $(field 1 "${posted[@]}"))
+cpu_b=$(best $(field 2 "${bare[@]}")) cpu_d=$(best $(field 2 "${dropped[@]}")) cpu_p=$(best $(field 2 "${posted[@]}"))
+most() { printf '%s\n' "$@" | sort -n | tail -1; }
+rss_b=$(most $(field 3 "${bare[@]}")) rss_d=$(most $(field 3 "${dropped[@]}")) rss_p=$(most $(field 3 "${posted[@]}"))
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "$1" "$2"; }
 {
     echo "pipeline overhead, $jobs images, $workers workers, best of $repeat ($(date -u +%F), $(nproc) cores)"
     echo
-    echo "| run | seconds | bare / run |"
-    echo "| --- | ---: | ---: |"
-    echo "| bare: $workers x imgpipe process | $b | 1.000 |"
-    echo "| dropped into the bucket: serve --workers $workers | $d | $(ratio "$b" "$d") |"
-    echo "| POST /process each: serve --workers $workers | $p | $(ratio "$b" "$p") |"
+    echo "| run | wall s | bare / run | CPU s | bare / run | peak RSS |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| bare: $workers x imgpipe process | $wall_b | 1.000 | $cpu_b | 1.000 | $((rss_b / 1024)) MB each |"
+    echo "| dropped into the bucket: serve --workers $workers | $wall_d | $(ratio "$wall_b" "$wall_d") |" \
+        "$cpu_d | $(ratio "$cpu_b" "$cpu_d") | $((rss_d / 1024)) MB |"
+    echo "| POST /process each: serve --workers $workers | $wall_p | $(ratio "$wall_b" "$wall_p") |" \
+        "$cpu_p | $(ratio "$cpu_b" "$cpu_p") | $((rss_p / 1024)) MB |"
     echo
-    echo "syscalls of one dropped run, per job (strace -c; the slowest first):"
-    awk -v n="$jobs" '/^[ ]*[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ {
+    echo "syscalls of one dropped run, per job (strace -c, the most frequent first; futex and"
+    echo "epoll_wait, where idle threads wait, left out):"
+    awk -v n="$jobs" '/^[ ]*[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ && $NF != "futex" && $NF != "epoll_wait" {
         printf "  %-16s %8.1f calls/job %8.3f ms/job\n", $NF, $4 / n, $2 / n * 1000 }' "$work/strace.txt" | head -12
 } | tee bench/out/pipeline.md
