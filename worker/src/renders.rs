@@ -15,6 +15,10 @@ use protocol::JobError;
 
 type Task = Box<dyn FnOnce() + Send>;
 
+/// The most render threads a process starts, whatever it is asked (tokio's own bound on its
+/// blocking pool, which ran the renders before).
+const MAX_RENDERS: usize = 512;
+
 /// The renders that may run at once, each on one of the process's render threads. Clones
 /// share the threads; they stop once every clone is dropped.
 #[derive(Clone, Debug)]
@@ -23,12 +27,12 @@ pub struct RenderSlots {
 }
 
 impl RenderSlots {
-    /// `renders` threads (at least one). A thread the system refuses is logged and left out;
+    /// `renders` threads (at least one, at most 512). A thread the system refuses is logged and left out;
     /// with none at all, every render fails with a retryable error.
     pub fn new(renders: usize) -> Self {
         let (tasks, queue) = mpsc::channel::<Task>();
         let queue = Arc::new(Mutex::new(queue));
-        for i in 0..renders.max(1) {
+        for i in 0..renders.clamp(1, MAX_RENDERS) {
             let queue = Arc::clone(&queue);
             let spawned = std::thread::Builder::new().name(format!("render-{i}")).spawn(move || {
                 loop {
