@@ -133,22 +133,24 @@ PY
 stage() { mkdir -p "$data/staging"; cp -l "${files[@]}" "$data/staging/"; }
 publish() { mv "$data"/staging/* "$data/buckets/original/"; }
 
-# Prints the wall time, the server's CPU seconds spent on the backlog and its peak RSS (kB).
-dropped_run() {
-    start_server
-    stage
+# Runs "$@" (what hands the server the backlog) and waits for every output; prints the wall
+# time, the server's CPU seconds spent meanwhile and its peak RSS (kB).
+measured() {
     local t0 before wall
     before=$(server_usage)
     t0=$(now)
-    publish
+    "$@"
     wait_outputs
     wall=$(elapsed "$t0" "$(now)")
-    echo "$wall $(spent "$before" "$(server_usage)")"
-    stop_server
+    echo "$wall $before $(server_usage)" | awk '{ printf "%s %.2f %d\n", $1, $4 - $2, $5 }'
 }
 
-# CPU seconds between two server_usage readings, and the later peak RSS.
-spent() { echo "$1 $2" | awk '{ printf "%.2f %d", $3 - $1, $4 }'; }
+dropped_run() {
+    start_server
+    stage
+    measured publish
+    stop_server
+}
 
 # One POST /process per file, in order, on one keep-alive connection.
 post_all() {
@@ -169,13 +171,7 @@ PY
 
 posted_run() {
     STAGED=1 start_server
-    local t0 before wall
-    before=$(server_usage)
-    t0=$(now)
-    post_all
-    wait_outputs
-    wall=$(elapsed "$t0" "$(now)")
-    echo "$wall $(spent "$before" "$(server_usage)")"
+    measured post_all
     stop_server
 }
 
