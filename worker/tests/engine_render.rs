@@ -133,6 +133,29 @@ fn all_eight_orientations_come_out_upright() {
     }
 }
 
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len(), "sizes differ");
+    let se: f64 = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    10.0 * (255.0f64 * 255.0 / (se / a.len() as f64).max(1e-10)).log10()
+}
+
+#[test]
+fn half_scale_jpeg_decoding_matches_a_full_decode() {
+    // 640² → 300²: the JPEG is decoded at 1/2 (320², just above the output); the same pixels
+    // as a PNG are decoded in full. Both go through Lanczos3 to the same size.
+    let jpeg = fixture("../../../tests/fixtures/myphoto.jpg");
+    let full = turbojpeg::decompress(&jpeg, turbojpeg::PixelFormat::RGB).expect("jpeg decodes");
+    let as_png =
+        png_of(&ImageBuffer::<Rgb<u8>, _>::from_raw(full.width as u32, full.height as u32, full.pixels).expect("fits"));
+    let r = || rendition("t", Some(300), Some(300), Fit::Inside, Format::Png);
+    let (from_jpeg, _) = one(&jpeg, r());
+    let (from_png, _) = one(&as_png, r());
+    let (a, b) = (pixels(&from_jpeg), pixels(&from_png));
+    assert_eq!((a.0, a.1, b.0, b.1), (300, 300, 300, 300));
+    let db = psnr(&a.3, &b.3);
+    assert!(db >= 38.0, "half-scale decode: PSNR {db:.1} dB against the full decode");
+}
+
 #[test]
 fn cmyk_and_ycck_jpegs_match_the_reference_conversion() {
     // Reference: ImageMagick's `-colorspace sRGB` of the same patches (naive CMYK, no profile).
