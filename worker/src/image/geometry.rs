@@ -108,12 +108,12 @@ pub fn prescale_limit(plans: &[Plan]) -> f64 {
 }
 
 /// The largest JPEG DCT shrink (1, 2, 4 or 8) that keeps quality Lanczos-grade while decoding
-/// does less work. 1/4 and 1/8 leave the resampler at least 2× (their 2×2 and 1×1 inverse
-/// DCTs are little better than a block average), as libvips does. 1/2 only needs the decoded
-/// image to be no smaller than the output: its 4×4 inverse DCT keeps the block's low
-/// frequencies, a low-pass close to the resampler's own (sharp's default makes the same
-/// choice). On the corpus at 1600 px this costs 0.15 dB of luma PSNR against a full-decode
-/// Lanczos reference and saves a quarter of the peak memory (README, *Speed*).
+/// does less work. libjpeg's reduced inverse DCTs give the full decode averaged over 2×2, 4×4
+/// or 8×8 pixels. Averaging 4×4 or 8×8 blurs and aliases, so 1/4 and 1/8 leave the resampler
+/// at least 2× (as libvips does); averaging 2×2 is mild, so 1/2 only needs the decoded image
+/// to be no smaller than the output (as sharp's default does). On the corpus at 1600 px this
+/// costs 0.15 dB of luma PSNR against a full-decode Lanczos reference and saves a quarter of
+/// the peak memory (README, *Speed*).
 pub fn dct_shrink(plans: &[Plan]) -> u32 {
     let limit = prescale_limit(plans);
     match [8u32, 4].into_iter().find(|&d| f64::from(d) <= limit) {
