@@ -115,12 +115,10 @@ pub fn prescale_limit(plans: &[Plan]) -> f64 {
 /// costs 0.15 dB of luma PSNR against a full-decode Lanczos reference and saves a quarter of
 /// the peak memory (README, *Speed*).
 pub fn dct_shrink(plans: &[Plan]) -> u32 {
-    let limit = prescale_limit(plans);
-    match [8u32, 4].into_iter().find(|&d| f64::from(d) <= limit) {
-        Some(d) => d,
-        None if least_reduction(plans) >= 2.0 => 2,
-        None => 1,
-    }
+    // Each DCT scale, largest first, with the reduction it must leave the resampler.
+    const SCALES: [(u32, f64); 3] = [(8, 2.0), (4, 2.0), (2, 1.0)];
+    let least = least_reduction(plans);
+    SCALES.iter().find(|&&(d, left)| f64::from(d) * left <= least).map_or(1, |&(d, _)| d)
 }
 
 /// The integer shrink for decoders that scale by any factor (libwebp), within [`prescale_limit`].
