@@ -89,8 +89,6 @@ fn redact_tokens(value: &mut serde_json::Value) {
 const SCAN_VISIBILITY: Duration = Duration::from_secs(30);
 /// How often a scan renews the messages it holds.
 const SCAN_RENEW: Duration = Duration::from_secs(10);
-/// How long a scan waits for more messages before it concludes the queue is read.
-const SCAN_WAIT: Duration = Duration::from_secs(1);
 /// How long a scan keeps asking while the queue counts ready messages it was not given.
 const SCAN_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -129,8 +127,8 @@ where
     let mut renewed = std::time::Instant::now();
     'scan: loop {
         renew(dlq, &held, &[], &mut renewed).await;
-        // A short wait, not zero: SQS may answer an instant poll with nothing while messages exist.
-        let batch = match dlq.receive(10, SCAN_WAIT, SCAN_VISIBILITY).await {
+        // SQS may answer an instant poll with nothing while messages exist: wait as it needs.
+        let batch = match dlq.receive(10, dlq.settled_wait(), SCAN_VISIBILITY).await {
             Ok(b) => b,
             Err(e) => {
                 result = Err(e.into());

@@ -415,6 +415,23 @@ async fn a_dlq_listing_keeps_reading_while_the_queue_counts_messages_and_tells_o
     assert_eq!((survey.items.len(), survey.in_flight_elsewhere), (1, 1));
 }
 
+/// The embedded queue answers a poll from its one database, so a listing need not wait out a
+/// long poll to know it has read everything (the clock is paused: only a wait moves it).
+#[tokio::test(start_paused = true)]
+async fn an_embedded_dlq_listing_ends_without_waiting_for_more_letters() {
+    let r = rig(Store::Sqlite, Policy::default()).await;
+    r.dlq.send(&new_job().to_json(), Duration::ZERO).await.expect("send");
+    let started = tokio::time::Instant::now();
+    let survey = dead_letter::survey(r.dlq.as_ref()).await.expect("survey");
+    assert_eq!(survey.items.len(), 1);
+    assert_eq!(started.elapsed(), Duration::ZERO, "the scan waited for letters that could not come");
+    // The queue wrapped so it no longer says so waits as SQS needs, and still reads it all.
+    let sampling = Sampling { inner: Arc::clone(&r.dlq), empty_answers: 0.into(), refuse: None };
+    let started = tokio::time::Instant::now();
+    assert_eq!(dead_letter::survey(&sampling).await.expect("survey").items.len(), 1);
+    assert!(started.elapsed() >= Duration::from_secs(1), "a sampled queue is polled for at least a second");
+}
+
 async fn after_a_pause_waiting_reports_are_applied_before_any_attempt_is_judged_lost(store: Store) {
     let r = rig(store, Policy::default()).await;
     let mut running = Vec::new();

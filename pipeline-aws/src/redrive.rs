@@ -34,7 +34,8 @@ pub async fn move_messages(from: &dyn Queue, to: &dyn Queue, limit: Option<u64>)
             return Ok(done);
         }
         let max = usize::try_from(left).unwrap_or(MAX_BATCH).min(MAX_BATCH);
-        let batch = from.receive(max, Duration::ZERO, HOLD).await?;
+        // An SQS poll that does not wait may come back empty while messages remain.
+        let batch = from.receive(max, from.settled_wait(), HOLD).await?;
         if batch.is_empty() {
             return Ok(done);
         }

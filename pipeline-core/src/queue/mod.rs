@@ -106,6 +106,13 @@ pub trait Queue: Send + Sync + Debug {
     /// [`QueueError::Invalid`] for a body over [`MAX_BODY_BYTES`], or a backend failure.
     async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError>;
 
+    /// The shortest `wait` for which an empty [`Queue::receive`] shows that no message is
+    /// ready. SQS answers a poll that does not wait from a sample of its servers, so it may
+    /// return nothing while messages wait; a long poll (one second at least) asks them all.
+    fn settled_wait(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
     /// Receives up to `max` (at most [`MAX_BATCH`]) visible messages, waiting up to
     /// `wait` for the first; each is hidden from other receivers for `visibility`.
     ///
