@@ -17,6 +17,9 @@ use crate::attempt::{Attempts, Delivery, Disposition, Hold, Lease};
 use crate::process::{JOBS_PER_RENDER, WorkerDeps};
 use pipeline_core::report::Reporter;
 
+/// The longest poll on a queue this machine answers ([`Queue::answers_locally`]).
+const LOCAL_POLL_WAIT: Duration = Duration::from_millis(250);
+
 /// How the loop paces itself.
 #[derive(Clone, Copy, Debug)]
 pub struct RunnerConfig {
@@ -28,7 +31,7 @@ pub struct RunnerConfig {
     pub visibility: Duration,
     /// How often a busy job renews its visibility and tells the orchestrator it lives.
     pub heartbeat_every: Duration,
-    /// Longest wait of one long poll.
+    /// Longest wait of one long poll (at most a quarter second on a queue this machine answers).
     pub poll_wait: Duration,
     /// On shutdown, how long held jobs may run before they are released.
     pub drain_deadline: Duration,
@@ -89,7 +92,14 @@ impl Runner {
                 }
             }
             // Not raced against shutdown: a receive dropped half-way could leave messages hidden.
-            let received = self.jobs.receive(permits.len(), self.config.poll_wait, self.config.visibility).await;
+            // A queue this machine answers wakes a receive on a send and bills no request, so
+            // short polls cost nothing and let a stopping worker go at once.
+            let wait = if self.jobs.answers_locally() {
+                self.config.poll_wait.min(LOCAL_POLL_WAIT)
+            } else {
+                self.config.poll_wait
+            };
+            let received = self.jobs.receive(permits.len(), wait, self.config.visibility).await;
             if shutdown.is_cancelled() {
                 for m in received.iter().flatten() {
                     let _ = self.jobs.change_visibility(&m.receipt, Duration::ZERO).await;

@@ -49,6 +49,18 @@ impl Reporter for HeldFirstReport {
     }
 }
 
+/// What one render slot on `blobs` needs.
+fn one_render(blobs: Arc<LocalBlobStore>) -> WorkerDeps {
+    WorkerDeps {
+        blobs,
+        limits: Limits::default(),
+        budget: MemoryBudget::unlimited(),
+        cache_control: None,
+        faults: Faults::default(),
+        renders: RenderSlots::new(1),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_rendered_while_another_waits_on_its_report() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -62,19 +74,11 @@ async fn a_job_is_rendered_while_another_waits_on_its_report() {
     }
     let (begun, mut watch_begun) = watch::channel(0);
     let reporter = Arc::new(HeldFirstReport { begun, calls: AtomicUsize::new(0), release: Semaphore::new(0) });
-    let deps = WorkerDeps {
-        blobs: blobs.clone(),
-        limits: Limits::default(),
-        budget: MemoryBudget::unlimited(),
-        cache_control: None,
-        faults: Faults::default(),
-        renders: RenderSlots::new(1),
-    };
     let runner = Runner {
         jobs: jobs.clone(),
         dead_letters: Arc::new(SqliteQueue::open(&db, "dlq").expect("dlq")),
         reporter: reporter.clone(),
-        deps: Arc::new(deps),
+        deps: Arc::new(one_render(blobs.clone())),
         config: RunnerConfig { concurrency: 1, poll_wait: Duration::from_millis(200), ..RunnerConfig::default() },
     };
     let shutdown = CancellationToken::new();
@@ -98,4 +102,32 @@ async fn a_job_is_rendered_while_another_waits_on_its_report() {
     assert!(drained.is_ok(), "both messages deleted once reported");
     shutdown.cancel();
     running.await.expect("the loop stops");
+}
+
+/// On the SQLite queue a worker polls in short waits, so one asked to stop goes at once
+/// rather than after the long poll it would keep on SQS (the clock is paused: only waits
+/// move it).
+#[tokio::test(start_paused = true)]
+async fn an_idle_worker_on_a_local_queue_stops_without_waiting_out_its_long_poll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(&dir.path().join("imgpipe.db")).expect("db");
+    let reporter = Arc::new(HeldFirstReport {
+        begun: watch::channel(0).0,
+        calls: AtomicUsize::new(0),
+        release: Semaphore::new(0),
+    });
+    let runner = Runner {
+        jobs: Arc::new(SqliteQueue::open(&db, "jobs").expect("jobs")),
+        dead_letters: Arc::new(SqliteQueue::open(&db, "dlq").expect("dlq")),
+        reporter,
+        deps: Arc::new(one_render(Arc::new(LocalBlobStore::new(dir.path())))),
+        config: RunnerConfig { concurrency: 1, poll_wait: Duration::from_secs(20), ..RunnerConfig::default() },
+    };
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(runner.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = tokio::time::Instant::now();
+    shutdown.cancel();
+    running.await.expect("the loop stops");
+    assert!(asked.elapsed() <= Duration::from_millis(250), "stopped {:?} after it was asked", asked.elapsed());
 }

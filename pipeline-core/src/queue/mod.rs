@@ -106,11 +106,18 @@ pub trait Queue: Send + Sync + Debug {
     /// [`QueueError::Invalid`] for a body over [`MAX_BODY_BYTES`], or a backend failure.
     async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError>;
 
+    /// Whether this machine answers the queue (the SQLite queue): every read is then exact and
+    /// a poll costs no request, so a caller may poll in short waits.
+    fn answers_locally(&self) -> bool {
+        false
+    }
+
     /// The shortest `wait` for which an empty [`Queue::receive`] shows that no message is
-    /// ready. SQS answers a poll that does not wait from a sample of its servers, so it may
-    /// return nothing while messages wait; a long poll (one second at least) asks them all.
+    /// ready: none for a queue this machine answers. SQS answers a poll that does not wait
+    /// from a sample of its servers, so it may return nothing while messages wait; a long poll
+    /// (one second at least) asks them all.
     fn settled_wait(&self) -> Duration {
-        Duration::from_secs(1)
+        if self.answers_locally() { Duration::ZERO } else { Duration::from_secs(1) }
     }
 
     /// Receives up to `max` (at most [`MAX_BATCH`]) visible messages, waiting up to
