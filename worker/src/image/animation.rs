@@ -265,18 +265,7 @@ impl AnimEncoder {
         let mut options = unsafe { options.assume_init() };
         options.anim_params.loop_count = i32::from(loop_count);
         (options.kmin, options.kmax) = KEY_FRAMES;
-        let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
-        let abi = sys::WEBP_ENCODER_ABI_VERSION as i32;
-        let q = f32::from(quality.clamp(1, 100));
-        // SAFETY: libwebp fills in `config`, a struct we own, with the default preset.
-        if unsafe { sys::WebPConfigInitInternal(config.as_mut_ptr(), sys::WebPPreset::WEBP_PRESET_DEFAULT, q, abi) }
-            == 0
-        {
-            return Err(encode_error("libwebp version mismatch"));
-        }
-        // SAFETY: initialised by the call above, which succeeded.
-        let mut config = unsafe { config.assume_init() };
-        config.method = 4;
+        let config = super::encode::webp_config(quality)?;
         // SAFETY: `config` is an initialised config that libwebp only reads.
         if unsafe { sys::WebPValidateConfig(&config) } == 0 {
             return Err(encode_error("invalid configuration"));

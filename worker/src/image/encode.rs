@@ -76,15 +76,22 @@ fn encode_png(px: &Pixels, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Ve
     Ok(out)
 }
 
+/// The settings of every WebP output, still or animated: libwebp's default preset at
+/// `quality` (1–100), method 4.
+pub(super) fn webp_config(quality: u8) -> Result<webp::WebPConfig, ImageError> {
+    let mut config =
+        webp::WebPConfig::new().map_err(|()| ImageError::Encode("WebP: libwebp version mismatch".into()))?;
+    config.quality = f32::from(quality.clamp(1, 100));
+    config.method = 4;
+    Ok(config)
+}
+
 fn encode_webp(px: &Pixels, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>, ImageError> {
     let enc = match px.channels {
         3 => webp::Encoder::from_rgb(&px.data, px.width, px.height),
         _ => webp::Encoder::from_rgba(&px.data, px.width, px.height),
     };
-    let mut config = webp::WebPConfig::new().map_err(|()| ImageError::Encode("WebP: bad config".into()))?;
-    config.quality = f32::from(quality.clamp(1, 100));
-    config.method = 4;
-    let mem = enc.encode_advanced(&config).map_err(|e| ImageError::Encode(format!("WebP: {e:?}")))?;
+    let mem = enc.encode_advanced(&webp_config(quality)?).map_err(|e| ImageError::Encode(format!("WebP: {e:?}")))?;
     Ok(if icc.is_none() && exif.is_none() {
         mem.to_vec()
     } else {
