@@ -80,6 +80,12 @@ impl Rig {
     /// A fresh rig: two buckets, queues, and a state machine with 2 s heartbeats and up to
     /// 3 attempts 1 s apart.
     pub async fn new(prefix: &str) -> Self {
+        Self::with_heartbeat(prefix, HEARTBEAT).await
+    }
+
+    /// A fresh rig whose state machine declares a worker lost after `heartbeat` of silence
+    /// (under 10 s: the task timeout is 20 s less it).
+    pub async fn with_heartbeat(prefix: &str, heartbeat: Duration) -> Self {
         let aws = aws().await;
         let account = format!("{:012}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000);
         let conf = aws_sdk_sfn::config::Builder::from(aws.config().sdk()).interceptor(Account(account)).build();
@@ -109,8 +115,8 @@ impl Rig {
                     max_delay: Duration::from_secs(1),
                     jitter: Jitter::Full,
                 },
-                heartbeat_timeout: HEARTBEAT,
-                task_timeout: Duration::from_secs(20) - HEARTBEAT,
+                heartbeat_timeout: heartbeat,
+                task_timeout: Duration::from_secs(20) - heartbeat,
                 ..Policy::default()
             },
         };
