@@ -78,6 +78,13 @@ impl Runner {
         let hard_stop = CancellationToken::new();
         let attempts = Arc::new(self.attempts());
         let mut tasks = JoinSet::new();
+        // A queue this machine answers wakes a receive on a send and bills no request, so
+        // short polls cost nothing and let a stopping worker go at once.
+        let wait = if self.jobs.answers_locally() {
+            self.config.poll_wait.min(LOCAL_POLL_WAIT)
+        } else {
+            self.config.poll_wait
+        };
         tracing::info!(queue = self.jobs.name(), concurrency = self.config.concurrency, "worker started");
         loop {
             let first = tokio::select! {
@@ -92,13 +99,6 @@ impl Runner {
                 }
             }
             // Not raced against shutdown: a receive dropped half-way could leave messages hidden.
-            // A queue this machine answers wakes a receive on a send and bills no request, so
-            // short polls cost nothing and let a stopping worker go at once.
-            let wait = if self.jobs.answers_locally() {
-                self.config.poll_wait.min(LOCAL_POLL_WAIT)
-            } else {
-                self.config.poll_wait
-            };
             let received = self.jobs.receive(permits.len(), wait, self.config.visibility).await;
             if shutdown.is_cancelled() {
                 for m in received.iter().flatten() {
